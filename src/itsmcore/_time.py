@@ -43,7 +43,8 @@ def to_us(value: datetime, name: str = "datetime") -> int:
 
 def from_us(us: int, tz: tzinfo = UTC) -> datetime:
     """The aware datetime ``us`` microseconds after the epoch, shown in ``tz``."""
-    instant = EPOCH + timedelta(microseconds=us)
+    # timedelta * int is about twice as fast as timedelta(microseconds=...): this is a hot path.
+    instant = EPOCH + MICROSECOND * us
     return instant if tz is UTC else instant.astimezone(tz)
 
 

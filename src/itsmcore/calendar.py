@@ -1,0 +1,747 @@
+"""Business time: weekly opening hours in an IANA time zone, minus holidays and closures.
+
+A ``BusinessCalendar`` turns wall-clock opening hours into open intervals on the UTC time line
+and counts time over them exactly, in integer microseconds. The intervals are expanded lazily
+around the instants asked about and indexed by cumulative sums, so ``elapsed`` and ``add`` cost
+two binary searches whatever the span: a 90-day question is as cheap as a one-hour one.
+
+Wall-clock rule at DST changes: a schedule boundary at wall time *T* on date *D* is the earliest
+instant at which the zone's clocks show *T* or later. A time the clocks skip (spring gap) maps to
+the instant of the jump; a time they show twice (autumn fold) maps to its first occurrence. A
+09:00-17:00 day therefore counts 8 h on every date, while a 24x7 day counts the real 23 h or 25 h.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from bisect import bisect_left, bisect_right
+from collections.abc import Container, Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from itertools import pairwise, repeat
+from operator import floordiv, sub
+from typing import Any, Final
+
+import attrs
+
+from itsmcore._time import EPOCH, MICROSECOND, US_PER_SECOND, from_us, require_aware, zone
+from itsmcore.errors import DefinitionError, ValidationError
+
+__all__ = ["BusinessCalendar"]
+
+_DAY_NAMES: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAY_S: Final = 86_400
+_WEEK_US: Final = 7 * _DAY_S * US_PER_SECOND
+_TIME_RE: Final = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+# The instants business time is counted between: what a datetime can represent, less a few
+# days of slack so that expanding the local days around an instant never overflows.
+_MIN_US: Final = (datetime(1, 1, 10, tzinfo=UTC) - EPOCH) // MICROSECOND
+_MAX_US: Final = (datetime(9999, 12, 20, tzinfo=UTC) - EPOCH) // MICROSECOND
+
+Interval = tuple[int, int]
+"""A half-open interval ``[start, end)`` in microseconds since the epoch."""
+
+DayTemplate = tuple[tuple[int, int], ...]
+"""One weekday's opening hours: ``(start, end)`` seconds after local midnight; end may pass 24 h."""
+
+
+# --------------------------------------------------------------------------- definition parsing
+
+
+def _parse_days(key: object) -> list[int]:
+    """Weekday numbers (Monday = 0) named by a key such as ``"mon"`` or ``"fri-mon"``."""
+    if not isinstance(key, str):
+        raise DefinitionError(f"day key must be a string such as 'mon-fri', got {key!r}")
+    parts = [p.strip().lower() for p in key.split("-")]
+    if len(parts) > 2 or any(p not in _DAY_NAMES for p in parts):
+        raise DefinitionError(
+            f"unknown day key {key!r}; use {', '.join(_DAY_NAMES)} or a range such as 'mon-fri'"
+        )
+    first, last = _DAY_NAMES.index(parts[0]), _DAY_NAMES.index(parts[-1])
+    return [(first + k) % 7 for k in range((last - first) % 7 + 1)]
+
+
+def _parse_time(text: str, *, end: bool, where: str) -> int:
+    """Seconds after midnight of ``HH:MM`` or ``HH:MM:SS``; ``24:00`` only as an end."""
+    match = _TIME_RE.fullmatch(text.strip())
+    if match is None:
+        raise DefinitionError(f"{where}: {text.strip()!r} is not a time of day like '09:00'")
+    hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if minutes > 59 or seconds > 59 or total > _DAY_S:
+        raise DefinitionError(f"{where}: {text.strip()!r} is not a time of day (00:00-24:00)")
+    if total == _DAY_S and not end:
+        raise DefinitionError(f"{where}: 24:00 can only end an interval, not start one")
+    return total
+
+
+def _parse_day_hours(value: object, *, where: str) -> list[tuple[int, int]]:
+    """The intervals of one day entry: ``"08:00-12:00,13:00-17:00"`` or a list of such strings."""
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, Iterable):
+        raise DefinitionError(f"{where}: hours must be a string like '09:00-17:00', got {value!r}")
+    intervals = []
+    for text in texts:
+        if not isinstance(text, str):
+            raise DefinitionError(
+                f"{where}: hours must be strings like '09:00-17:00', got {text!r}"
+            )
+        for piece in filter(None, (p.strip() for p in text.split(","))):
+            bounds = piece.split("-")
+            if len(bounds) != 2:
+                raise DefinitionError(f"{where}: {piece!r} is not an interval like '09:00-17:00'")
+            start = _parse_time(bounds[0], end=False, where=where)
+            stop = _parse_time(bounds[1], end=True, where=where)
+            if stop == start:
+                raise DefinitionError(
+                    f"{where}: {piece!r} is empty; an interval needs an end different from its "
+                    "start (use '00:00-24:00' for a whole day)"
+                )
+            # An end before the start is a shift that crosses midnight into the next day.
+            intervals.append((start, stop if stop > start else stop + _DAY_S))
+    return sorted(intervals)
+
+
+def _fmt(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    text = f"{hours:02d}:{rest // 60:02d}"
+    return f"{text}:{rest % 60:02d}" if rest % 60 else text
+
+
+def _parse_week(hours: Mapping[str, object]) -> tuple[DayTemplate, ...]:
+    """Seven day templates from a ``{"mon-fri": "09:00-17:00"}`` mapping, checked for overlaps."""
+    if not isinstance(hours, Mapping):
+        raise DefinitionError(
+            f"hours must be a mapping like {{'mon-fri': '09:00-17:00'}}, got {hours!r}"
+        )
+    week: list[list[tuple[int, int]] | None] = [None] * 7
+    for key, value in hours.items():
+        for day in _parse_days(key):
+            if week[day] is not None:
+                raise DefinitionError(
+                    f"{_DAY_NAMES[day]} is named twice (again in {key!r}); give each day once"
+                )
+            week[day] = _parse_day_hours(value, where=f"hours[{key!r}]")
+    days = [w or [] for w in week]
+    for day, intervals in enumerate(days):
+        name = _DAY_NAMES[day]
+        for (s1, e1), (s2, e2) in pairwise(intervals):
+            if s2 < e1:
+                first, second = f"{_fmt(s1)}-{_fmt(e1 % _DAY_S)}", f"{_fmt(s2)}-{_fmt(e2 % _DAY_S)}"
+                raise DefinitionError(f"{name}: {first} overlaps {second}")
+        spill = max((e - _DAY_S for _, e in intervals), default=0)
+        following = days[(day + 1) % 7]
+        if spill > 0 and following and following[0][0] < spill:
+            raise DefinitionError(
+                f"{name}: the shift running past midnight until {_fmt(spill)} overlaps "
+                f"{_DAY_NAMES[(day + 1) % 7]} {_fmt(following[0][0])}-"
+                f"{_fmt(following[0][1] % _DAY_S)}"
+            )
+    if not any(days):
+        raise DefinitionError(
+            "the weekly schedule has no open time at all, so business time could never pass; "
+            "give at least one day some hours"
+        )
+    return tuple(tuple(d) for d in days)
+
+
+def _parse_spans(spans: Iterable[tuple[datetime, datetime]], what: str) -> tuple[Interval, ...]:
+    """Sorted, merged microsecond intervals from aware ``(start, end)`` pairs."""
+    out = []
+    for span in spans:
+        try:
+            start, end = span
+            a = (require_aware(start, f"{what} start") - EPOCH) // MICROSECOND
+            b = (require_aware(end, f"{what} end") - EPOCH) // MICROSECOND
+        except (TypeError, ValueError) as exc:
+            raise DefinitionError(
+                f"{what}: {span!r} is not an aware (start, end) pair: {exc}"
+            ) from exc
+        if b <= a:
+            raise DefinitionError(f"{what}: {span!r} ends at or before it starts")
+        out.append((a, b))
+    return tuple(_merge(sorted(out)))
+
+
+def _holiday_source(holidays: object) -> Container[date]:
+    """A finite collection becomes a frozenset; a lazy mapping (``holidays``) is kept as is."""
+    if isinstance(holidays, Mapping) and type(holidays) is not dict:
+        # e.g. holidays.HolidayBase: it fills in years on demand when asked ``day in it``.
+        return holidays
+    if not isinstance(holidays, Iterable):
+        raise DefinitionError(f"holidays must be dates or a holidays mapping, got {holidays!r}")
+    days = frozenset(holidays)
+    for day in days:
+        if not isinstance(day, date) or isinstance(day, datetime):
+            raise DefinitionError(f"holidays must be dates, got {day!r}")
+    return days
+
+
+# --------------------------------------------------------------------------- interval algebra
+
+
+def _merge(intervals: Iterable[Interval]) -> list[Interval]:
+    """Merge sorted intervals that overlap or touch."""
+    out: list[Interval] = []
+    for a, b in intervals:
+        if out and a <= out[-1][1]:
+            if b > out[-1][1]:
+                out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def _subtract(intervals: list[Interval], holes: Sequence[Interval]) -> list[Interval]:
+    """Sorted disjoint ``intervals`` minus sorted disjoint ``holes``."""
+    if not holes:
+        return intervals
+    out = []
+    k = 0
+    for a, b in intervals:
+        while k < len(holes) and holes[k][1] <= a:
+            k += 1
+        j = k
+        start = a
+        while j < len(holes) and holes[j][0] < b:
+            if holes[j][0] > start:
+                out.append((start, holes[j][0]))
+            start = max(start, holes[j][1])
+            j += 1
+        if start < b:
+            out.append((start, b))
+    return out
+
+
+def _clip(intervals: Iterable[Interval], lo: int, hi: int) -> list[Interval]:
+    return [(max(a, lo), min(b, hi)) for a, b in intervals if a < hi and b > lo]
+
+
+# --------------------------------------------------------------------------- the index
+
+
+class _Index:
+    """Open intervals covering ``[lo, hi)`` with cumulative sums, immutable once built.
+
+    Index 0 is a zero-length sentinel at ``lo`` so every covered instant has an interval at or
+    before it. For interval ``i``: ``cum[i]`` is the open time before it, ``cum_end[i]`` the open
+    time up to its end, and ``base[i] = cum[i] - starts[i]``, so the open time up to an instant
+    ``t`` inside it is ``base[i] + t``.
+    """
+
+    __slots__ = ("_np", "base", "cum", "cum_end", "ends", "hi", "intervals", "lo", "starts")
+
+    def __init__(self, lo: int, hi: int, intervals: list[Interval]) -> None:
+        self.lo, self.hi, self.intervals = lo, hi, intervals
+        self.starts, self.ends = [lo], [lo]
+        self.cum, self.cum_end, self.base = [0], [0], [-lo]
+        total = 0
+        for a, b in intervals:
+            self.starts.append(a)
+            self.ends.append(b)
+            self.cum.append(total)
+            self.base.append(total - a)
+            total += b - a
+            self.cum_end.append(total)
+        self._np: tuple[Any, ...] | None = None
+
+    def position(self, t: int) -> int:
+        """Open microseconds from ``lo`` up to ``t`` (``lo <= t < hi``)."""
+        i = bisect_right(self.starts, t) - 1
+        return self.base[i] + t if t < self.ends[i] else self.cum_end[i]
+
+    def arrays(self) -> tuple[Any, ...]:
+        """The index as numpy arrays (built once, on first vectorised use)."""
+        if self._np is None:
+            import numpy as np  # noqa: PLC0415 - optional dependency, only for the *_many paths
+
+            self._np = tuple(
+                np.array(a, dtype=np.int64)
+                for a in (self.starts, self.ends, self.cum, self.cum_end, self.base)
+            )
+        return self._np
+
+
+class _Cache:
+    """The mutable, lazily grown index of a calendar; dropped when pickled."""
+
+    __slots__ = ("index", "lock")
+
+    def __init__(self) -> None:
+        self.index: _Index | None = None
+        self.lock = threading.Lock()
+
+    def __reduce__(self) -> tuple[type[_Cache], tuple[()]]:
+        # A lock cannot be pickled and the index is cheap to rebuild: ship an empty cache,
+        # so calendars travel to worker processes (Dask, Spark, multiprocessing).
+        return (_Cache, ())
+
+
+# --------------------------------------------------------------------------- the calendar
+
+
+@attrs.frozen(kw_only=True)
+class BusinessCalendar:
+    """Opening hours in a time zone; counts and adds business time exactly.
+
+    Build one with :meth:`weekly` or :meth:`always`. All methods take aware datetimes (naive
+    ones raise ``ValidationError``) and return datetimes in the time zone of the argument they
+    derive from. Open time is a union of half-open intervals ``[open, close)``.
+
+    >>> from datetime import datetime, timedelta
+    >>> from zoneinfo import ZoneInfo
+    >>> berlin = ZoneInfo("Europe/Berlin")
+    >>> cal = BusinessCalendar.weekly({"mon-fri": "09:00-17:00"}, tz="Europe/Berlin")
+    >>> cal.add(datetime(2025, 3, 3, 9, tzinfo=berlin), timedelta(hours=8))
+    datetime.datetime(2025, 3, 3, 17, 0, tzinfo=zoneinfo.ZoneInfo(key='Europe/Berlin'))
+    >>> friday = datetime(2025, 3, 7, 16, tzinfo=berlin)
+    >>> monday = datetime(2025, 3, 10, 10, tzinfo=berlin)
+    >>> cal.elapsed(friday, monday)
+    datetime.timedelta(seconds=7200)
+    """
+
+    week: tuple[DayTemplate, ...]
+    """Seven day templates, Monday first: ``(start, end)`` seconds after local midnight."""
+    tz: tzinfo
+    """The zone whose wall clock the opening hours and holidays are read in."""
+    holidays: Container[date] = attrs.field(default=frozenset(), hash=False)
+    """Dates on which no schedule interval starts."""
+    closures: tuple[Interval, ...] = ()
+    """Closed spans (microseconds since the epoch), subtracted from everything else."""
+    extra_openings: tuple[Interval, ...] = ()
+    """Extra open spans (microseconds since the epoch), added to the weekly schedule."""
+    _cache: _Cache = attrs.field(factory=_Cache, init=False, eq=False, repr=False)
+
+    # ----------------------------------------------------------------------- constructors
+
+    @classmethod
+    def weekly(
+        cls,
+        hours: Mapping[str, str | Iterable[str]],
+        *,
+        tz: str | tzinfo,
+        holidays: Iterable[date] | Container[date] = (),
+        closures: Iterable[tuple[datetime, datetime]] = (),
+        extra_openings: Iterable[tuple[datetime, datetime]] = (),
+    ) -> BusinessCalendar:
+        """Build a calendar from weekly opening hours in the IANA zone ``tz``.
+
+        Args:
+            hours: day keys (``"mon"`` ... ``"sun"``, ranges such as ``"mon-fri"`` or
+                ``"fri-mon"``) mapped to intervals: ``"09:00-17:00"``, several separated by
+                commas (``"08:00-12:00,13:00-17:00"``), or a list of such strings. ``24:00``
+                may end an interval; an end before the start is a shift crossing midnight,
+                which belongs to the day it starts.
+            tz: the zone the hours are read in, e.g. ``"Europe/Berlin"``.
+            holidays: dates on which no interval starts: any collection of dates, or a
+                ``holidays`` mapping such as ``holidays.country_holidays("DE", subdiv="BE")``
+                (queried lazily, so every year works; each date is read once and cached).
+            closures: aware ``(start, end)`` spans that are closed whatever the schedule says.
+            extra_openings: aware ``(start, end)`` spans that are open in addition.
+
+        Raises:
+            DefinitionError: an unknown day key or zone, a malformed or empty interval,
+                overlapping intervals, or a week with no open time at all.
+        """
+        try:
+            zone_info = zone(tz)
+        except ValidationError as exc:
+            raise DefinitionError(str(exc)) from exc
+        return cls(
+            week=_parse_week(hours),
+            tz=zone_info,
+            holidays=_holiday_source(holidays),
+            closures=_parse_spans(closures, "closures"),
+            extra_openings=_parse_spans(extra_openings, "extra_openings"),
+        )
+
+    @classmethod
+    def always(
+        cls,
+        *,
+        tz: str | tzinfo = "UTC",
+        holidays: Iterable[date] | Container[date] = (),
+        closures: Iterable[tuple[datetime, datetime]] = (),
+        extra_openings: Iterable[tuple[datetime, datetime]] = (),
+    ) -> BusinessCalendar:
+        """A 24x7 calendar: every instant is open, except holidays (local dates) and closures.
+
+        On DST change days it counts the real 23 or 25 hours.
+        """
+        return cls.weekly(
+            {"mon-sun": "00:00-24:00"},
+            tz=tz,
+            holidays=holidays,
+            closures=closures,
+            extra_openings=extra_openings,
+        )
+
+    # ----------------------------------------------------------------------- expansion
+
+    def _boundary(self, day: date, seconds: int) -> int:
+        """The earliest instant (µs) at which the wall clock shows ``day`` + ``seconds`` or later."""  # noqa: E501
+        day += timedelta(days=seconds // _DAY_S)
+        seconds %= _DAY_S
+        # A naive wall time on purpose: it is read in self.tz just below.
+        wall = datetime(  # noqa: DTZ001
+            day.year, day.month, day.day, seconds // 3600, seconds // 60 % 60, seconds % 60
+        )
+        first = (wall.replace(tzinfo=self.tz) - EPOCH) // MICROSECOND
+        if from_us(first, self.tz).replace(tzinfo=None) == wall:
+            return first  # the wall time exists; fold=0 picked its first occurrence
+        # A wall time in a spring gap: fold=0 read it with the offset before the jump, which
+        # lands after the jump; fold=1 reads it with the offset after, which lands before.
+        # The jump lies between the two; find it to the second (zone offsets are whole seconds).
+        lo = (wall.replace(tzinfo=self.tz, fold=1) - EPOCH) // MICROSECOND // US_PER_SECOND
+        hi = first // US_PER_SECOND
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if from_us(mid * US_PER_SECOND, self.tz).replace(tzinfo=None) >= wall:
+                hi = mid
+            else:
+                lo = mid
+        return hi * US_PER_SECOND
+
+    def _expand(self, lo: int, hi: int) -> list[Interval]:
+        """The open intervals of ``[lo, hi)``, clipped to it."""
+        if hi <= lo:
+            return []
+        # Local dates lie within a day of UTC dates; a day's shifts end within the next day.
+        first = from_us(lo).date() - timedelta(days=2)
+        last = from_us(hi).date() + timedelta(days=1)
+        found: list[Interval] = []
+        day = first
+        while day <= last:
+            template = self.week[day.weekday()]
+            if template and day not in self.holidays:
+                for start, end in template:
+                    a, b = self._boundary(day, start), self._boundary(day, end)
+                    if a < b:  # both ends in one spring gap: nothing is open
+                        found.append((a, b))
+            day += timedelta(days=1)
+        found.extend(_clip(self.extra_openings, lo, hi))
+        merged = _merge(sorted(found))
+        return _clip(_subtract(merged, self.closures), lo, hi)
+
+    def _cover(self, lo: int, hi: int) -> _Index:
+        """An index covering ``[lo, hi]``, growing the cached one (at least doubling it)."""
+        cache = self._cache
+        with cache.lock:
+            index = cache.index
+            if index is not None and index.lo <= lo and hi < index.hi:
+                return index
+            if lo < _MIN_US or hi >= _MAX_US:
+                raise ValidationError("business time is only counted between years 1 and 9999")
+            if index is None:
+                new_lo, new_hi = lo - _WEEK_US, hi + _WEEK_US
+                intervals = self._expand(new_lo, new_hi)
+            else:
+                width = index.hi - index.lo
+                new_lo = min(index.lo, lo - max(width, _WEEK_US)) if lo < index.lo else index.lo
+                new_hi = max(index.hi, hi + max(width, _WEEK_US)) if hi >= index.hi else index.hi
+                intervals = _merge(
+                    [
+                        *self._expand(max(new_lo, _MIN_US), index.lo),
+                        *index.intervals,
+                        *self._expand(index.hi, min(new_hi, _MAX_US)),
+                    ]
+                )
+            new_lo, new_hi = max(new_lo, _MIN_US), min(new_hi, _MAX_US)
+            cache.index = _Index(new_lo, new_hi, intervals)
+            return cache.index
+
+    def _index_for(self, lo: int, hi: int) -> _Index:
+        index = self._cache.index
+        if index is None or lo < index.lo or hi >= index.hi:
+            return self._cover(lo, hi)
+        return index
+
+    # ----------------------------------------------------------------------- queries
+
+    def elapsed(self, start: datetime, end: datetime) -> timedelta:
+        """Business time between two instants; negative if ``end`` is before ``start``.
+
+        >>> from datetime import datetime
+        >>> from zoneinfo import ZoneInfo
+        >>> ny = ZoneInfo("America/New_York")
+        >>> cal = BusinessCalendar.always(tz="America/New_York")
+        >>> cal.elapsed(datetime(2025, 3, 9, tzinfo=ny), datetime(2025, 3, 10, tzinfo=ny))
+        datetime.timedelta(seconds=82800)
+        """
+        try:
+            a = (start - EPOCH) // MICROSECOND
+            b = (end - EPOCH) // MICROSECOND
+        except TypeError:
+            require_aware(start, "start")
+            require_aware(end, "end")
+            raise
+        index = self._cache.index
+        if index is None or a < index.lo or b < index.lo or a >= index.hi or b >= index.hi:
+            index = self._cover(min(a, b), max(a, b))
+        starts = index.starts
+        i = bisect_right(starts, a) - 1
+        j = bisect_right(starts, b) - 1
+        pos_a = index.base[i] + a if a < index.ends[i] else index.cum_end[i]
+        pos_b = index.base[j] + b if b < index.ends[j] else index.cum_end[j]
+        return MICROSECOND * (pos_b - pos_a)
+
+    def add(self, start: datetime, duration: timedelta) -> datetime:
+        """The earliest instant at which ``duration`` of business time has passed since ``start``.
+
+        A budget that runs out exactly at closing time ends at closing time, not at the next
+        opening. A zero duration returns ``start`` unchanged. A negative duration counts
+        backwards and returns the latest instant that much business time before ``start``.
+
+        >>> from datetime import datetime, timedelta
+        >>> from zoneinfo import ZoneInfo
+        >>> berlin = ZoneInfo("Europe/Berlin")
+        >>> cal = BusinessCalendar.weekly({"mon-fri": "09:00-17:00"}, tz="Europe/Berlin")
+        >>> cal.add(datetime(2025, 3, 3, 16, tzinfo=berlin), timedelta(hours=2)).isoformat()
+        '2025-03-04T10:00:00+01:00'
+        >>> cal.add(datetime(2025, 3, 4, 9, tzinfo=berlin), -timedelta(hours=8)).isoformat()
+        '2025-03-03T09:00:00+01:00'
+        """
+        try:
+            a = (start - EPOCH) // MICROSECOND
+        except TypeError:
+            require_aware(start, "start")
+            raise
+        if not isinstance(duration, timedelta):
+            raise ValidationError(f"duration must be a timedelta, got {type(duration).__name__}")
+        d = duration // MICROSECOND
+        if d == 0:
+            return start
+        return from_us(self._add_us(a, d), start.tzinfo or UTC)
+
+    def _add_us(self, a: int, d: int) -> int:
+        index = self._index_for(a, a)
+        target = index.position(a) + d
+        while True:
+            if d > 0:
+                i = bisect_left(index.cum_end, target)
+                if i < len(index.starts):
+                    return target - index.base[i]
+                if index.hi >= _MAX_US:
+                    raise ValidationError(f"the calendar has no open time left to add {d} µs")
+                grown = self._cover(index.lo, index.hi)
+            else:
+                i = bisect_right(index.cum, target) - 1
+                if i > 0:
+                    return target - index.base[i]
+                if index.lo <= _MIN_US:
+                    raise ValidationError(f"the calendar has no open time left to take {-d} µs")
+                grown = self._cover(index.lo - 1, index.hi - 1)
+            # Positions are relative to the index's start: carry the target over.
+            target += grown.position(a) - index.position(a)
+            index = grown
+
+    def is_open(self, at: datetime) -> bool:
+        """Whether business time is running at ``at``."""
+        t = self._us(at, "at")
+        index = self._index_for(t, t)
+        i = bisect_right(index.starts, t) - 1
+        return t < index.ends[i]
+
+    def next_open(self, at: datetime) -> datetime:
+        """``at`` itself if open, else the next instant at which the calendar opens."""
+        t = self._us(at, "at")
+        index = self._index_for(t, t)
+        while True:
+            i = bisect_right(index.starts, t) - 1
+            if t < index.ends[i]:
+                return at
+            if i + 1 < len(index.starts):
+                return from_us(index.starts[i + 1], at.tzinfo or UTC)
+            index = self._grow_right(index)
+
+    def next_close(self, at: datetime) -> datetime:
+        """The end of the open interval containing ``at``, or else of the next one."""
+        t = self._us(at, "at")
+        index = self._index_for(t, t)
+        while True:
+            i = bisect_right(index.starts, t) - 1
+            if t >= index.ends[i]:
+                i += 1
+            # An interval reaching the end of the index may go on beyond it.
+            if i < len(index.starts) and index.ends[i] < index.hi:
+                return from_us(index.ends[i], at.tzinfo or UTC)
+            index = self._grow_right(index)
+
+    def _grow_right(self, index: _Index) -> _Index:
+        if index.hi >= _MAX_US:
+            raise ValidationError("the calendar has no open time before the year 9999")
+        return self._cover(index.lo, index.hi)
+
+    def open_intervals(self, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+        """The maximal open intervals within ``[start, end)``, clipped to it."""
+        a, b = self._us(start, "start"), self._us(end, "end")
+        if b <= a:
+            return []
+        index = self._index_for(a, b)
+        tz = start.tzinfo or UTC
+        first = max(bisect_right(index.starts, a) - 1, 1)
+        last = bisect_left(index.starts, b)
+        return [
+            (from_us(s, tz), from_us(e, tz))
+            for s, e in _clip(index.intervals[first - 1 : last - 1], a, b)
+        ]
+
+    @staticmethod
+    def _us(value: datetime, name: str) -> int:
+        try:
+            return (value - EPOCH) // MICROSECOND
+        except TypeError:
+            require_aware(value, name)
+            raise
+
+    # ----------------------------------------------------------------------- batches
+
+    def elapsed_many(self, starts: Batch, ends: Batch) -> Any:
+        """``elapsed`` for many pairs at once: the notebook path.
+
+        Takes sequences of aware datetimes and returns a list of timedeltas, or takes numpy
+        ``datetime64`` arrays (read as UTC) or tz-aware pandas columns and returns a numpy
+        ``timedelta64[us]`` array without creating a Python object per row. Uses numpy when it
+        is installed (the ``numpy`` extra) and a plain loop otherwise; answers are identical
+        to ``elapsed`` element by element.
+
+        >>> from datetime import UTC, datetime
+        >>> cal = BusinessCalendar.always()
+        >>> cal.elapsed_many([datetime(2025, 1, 1, tzinfo=UTC)], [datetime(2025, 1, 2, tzinfo=UTC)])
+        [datetime.timedelta(days=1)]
+        """
+        np = _find_numpy()
+        if np is not None and (_is_array(starts) or _is_array(ends)):
+            a, b = _us_array(np, starts, "starts"), _us_array(np, ends, "ends")
+            _same_length(len(a), len(b), "ends")
+            if not len(a):
+                return np.zeros(0, dtype="timedelta64[us]")
+            index = self._index_for(int(min(a.min(), b.min())), int(max(a.max(), b.max())))
+            return (_positions(np, index, b) - _positions(np, index, a)).view("timedelta64[us]")
+        a, b = _us_list(starts, "starts"), _us_list(ends, "ends")
+        _same_length(len(a), len(b), "ends")
+        if not a:
+            return []
+        index = self._index_for(min(*a, *b), max(*a, *b))
+        if np is None:
+            position = index.position
+            return [MICROSECOND * (position(y) - position(x)) for x, y in zip(a, b, strict=True)]
+        a_np, b_np = np.array(a, dtype=np.int64), np.array(b, dtype=np.int64)
+        diffs = _positions(np, index, b_np) - _positions(np, index, a_np)
+        return diffs.view("timedelta64[us]").tolist()
+
+    def add_many(self, starts: Batch, durations: Batch) -> Any:
+        """``add`` for many pairs at once: the notebook path.
+
+        Takes sequences of aware datetimes and timedeltas and returns a list of datetimes (each
+        in its start's zone), or takes arrays (numpy ``datetime64`` read as UTC, tz-aware
+        pandas columns, ``timedelta64`` durations) and returns a numpy ``datetime64[us]``
+        array in UTC. Answers are identical to ``add`` element by element.
+        """
+        np = _find_numpy()
+        arrays = np is not None and (_is_array(starts) or _is_array(durations))
+        if arrays:
+            a_np = _us_array(np, starts, "starts")
+            d_np = _duration_array(np, durations)
+            _same_length(len(a_np), len(d_np), "durations")
+            out_np = self._add_np(np, a_np, d_np)
+            return out_np.view("datetime64[us]")
+        a = _us_list(starts, "starts")
+        try:
+            d = list(map(floordiv, durations, repeat(MICROSECOND)))
+        except TypeError as exc:
+            raise ValidationError("durations must be timedeltas") from exc
+        _same_length(len(a), len(d), "durations")
+        if np is None:
+            out = [self._add_us(x, y) if y else x for x, y in zip(a, d, strict=True)]
+        else:
+            out_np = self._add_np(np, np.array(a, dtype=np.int64), np.array(d, dtype=np.int64))
+            out = out_np.tolist()
+        return [
+            from_us(t, s.tzinfo) if dur else s for s, t, dur in zip(starts, out, d, strict=True)
+        ]
+
+    def _add_np(self, np: Any, a: Any, d: Any) -> Any:
+        """Vectorised ``_add_us`` over int64 microsecond arrays."""
+        if not len(a):
+            return a
+        index = self._index_for(int(a.min()), int(a.max()))
+        _, _, cum, cum_end, base = index.arrays()
+        target = _positions(np, index, a) + d
+        forward = np.searchsorted(cum_end, target, side="left")
+        backward = np.searchsorted(cum, target, side="right") - 1
+        pick = np.where(d > 0, forward, backward)
+        found = (pick > 0) & (pick < len(cum))
+        out = np.where(d == 0, a, target - base[np.clip(pick, 0, len(cum) - 1)])
+        # An answer beyond the indexed range (a long duration) takes the growing scalar path.
+        for k in np.flatnonzero(~found & (d != 0)).tolist():
+            out[k] = self._add_us(int(a[k]), int(d[k]))
+        return out
+
+
+Batch = Sequence[datetime] | Sequence[timedelta] | Any
+"""A list of datetimes (or timedeltas), or a numpy / pandas array of them."""
+
+
+def _find_numpy() -> Any:
+    try:
+        import numpy as np  # noqa: PLC0415 - optional: the batch paths are faster with it
+    except ImportError:  # pragma: no cover - numpy is in the test extra
+        return None
+    return np
+
+
+def _positions(np: Any, index: _Index, t: Any) -> Any:
+    """Vectorised ``_Index.position`` over an int64 array."""
+    starts, ends, _, cum_end, base = index.arrays()
+    i = np.searchsorted(starts, t, side="right") - 1
+    return np.where(t < ends[i], base[i] + t, cum_end[i])
+
+
+def _is_array(values: object) -> bool:
+    return hasattr(values, "dtype")
+
+
+def _same_length(n: int, m: int, other: str) -> None:
+    if n != m:
+        raise ValidationError(f"got {n} starts but {m} {other}; pass them in pairs")
+
+
+_UNIT_US: Final = {"s": (US_PER_SECOND, 1), "ms": (1000, 1), "us": (1, 1), "ns": (1, 1000)}
+
+
+def _us_array(np: Any, values: Any, name: str) -> Any:
+    """Microseconds since the epoch (int64) of a datetime64 array or a tz-aware pandas column."""
+    array = getattr(values, "array", values)  # a pandas Series holds a DatetimeArray
+    if hasattr(array, "asi8") and hasattr(array, "tz"):  # pandas DatetimeArray / DatetimeIndex
+        if array.tz is None:
+            raise ValidationError(
+                f"{name} holds naive pandas timestamps; tz_localize them to their zone first"
+            )
+        mul, div = _UNIT_US[getattr(array, "unit", "ns")]
+        return np.asarray(array.asi8, dtype=np.int64) * mul // div
+    values = np.asarray(values)
+    if values.dtype.kind == "M":  # numpy datetime64 carries no zone: it counts UTC instants
+        return values.astype("datetime64[us]").view(np.int64)
+    return np.array(_us_list(values.tolist(), name), dtype=np.int64)
+
+
+def _duration_array(np: Any, values: Any) -> Any:
+    values = np.asarray(values)
+    if values.dtype.kind == "m":
+        return values.astype("timedelta64[us]").view(np.int64)
+    try:
+        return np.array(list(map(floordiv, values.tolist(), repeat(MICROSECOND))), dtype=np.int64)
+    except TypeError as exc:
+        raise ValidationError("durations must be timedeltas") from exc
+
+
+def _us_list(values: Iterable[Any], name: str) -> list[int]:
+    """Microseconds since the epoch of aware datetimes; ``ValidationError`` names a naive one."""
+    values = list(values)
+    try:
+        return list(map(floordiv, map(sub, values, repeat(EPOCH)), repeat(MICROSECOND)))
+    except TypeError:
+        for k, value in enumerate(values):
+            require_aware(value, f"{name}[{k}]")
+        raise
