@@ -1,5 +1,6 @@
 """itsmcore: IT service management as a small, exact, typed library."""
 
+from itsmcore.calendar import BusinessCalendar
 from itsmcore.clock import Clock, ManualClock, SystemClock
 from itsmcore.errors import (
     ConcurrencyError,
@@ -11,6 +12,7 @@ from itsmcore.errors import (
 )
 
 __all__ = [
+    "BusinessCalendar",
     "Clock",
     "ConcurrencyError",
     "DefinitionError",

@@ -108,6 +108,11 @@ def _fmt(seconds: int) -> str:
     return f"{text}:{rest % 60:02d}" if rest % 60 else text
 
 
+def _fmt_interval(start: int, end: int) -> str:
+    """``"22:00-06:00"`` for a template interval; an end past midnight shows its wall time."""
+    return f"{_fmt(start)}-{_fmt(end - _DAY_S if end > _DAY_S else end)}"
+
+
 def _parse_week(hours: Mapping[str, object]) -> tuple[DayTemplate, ...]:
     """Seven day templates from a ``{"mon-fri": "09:00-17:00"}`` mapping, checked for overlaps."""
     if not isinstance(hours, Mapping):
@@ -127,15 +132,14 @@ def _parse_week(hours: Mapping[str, object]) -> tuple[DayTemplate, ...]:
         name = _DAY_NAMES[day]
         for (s1, e1), (s2, e2) in pairwise(intervals):
             if s2 < e1:
-                first, second = f"{_fmt(s1)}-{_fmt(e1 % _DAY_S)}", f"{_fmt(s2)}-{_fmt(e2 % _DAY_S)}"
+                first, second = _fmt_interval(s1, e1), _fmt_interval(s2, e2)
                 raise DefinitionError(f"{name}: {first} overlaps {second}")
         spill = max((e - _DAY_S for _, e in intervals), default=0)
         following = days[(day + 1) % 7]
         if spill > 0 and following and following[0][0] < spill:
             raise DefinitionError(
                 f"{name}: the shift running past midnight until {_fmt(spill)} overlaps "
-                f"{_DAY_NAMES[(day + 1) % 7]} {_fmt(following[0][0])}-"
-                f"{_fmt(following[0][1] % _DAY_S)}"
+                f"{_DAY_NAMES[(day + 1) % 7]} {_fmt_interval(*following[0])}"
             )
     if not any(days):
         raise DefinitionError(
@@ -175,6 +179,16 @@ def _holiday_source(holidays: object) -> Container[date]:
         if not isinstance(day, date) or isinstance(day, datetime):
             raise DefinitionError(f"holidays must be dates, got {day!r}")
     return days
+
+
+def _zone_name(tz: tzinfo) -> str:
+    return str(getattr(tz, "key", tz))
+
+
+def _extra_repr(name: str, value: object) -> str:
+    if isinstance(value, frozenset | tuple):
+        return f", {name}=<{len(value)}>" if value else ""
+    return f", {name}={type(value).__name__}"  # a lazy holidays mapping: its class says which
 
 
 # --------------------------------------------------------------------------- interval algebra
@@ -263,12 +277,17 @@ class _Index:
 
 
 class _Cache:
-    """The mutable, lazily grown index of a calendar; dropped when pickled."""
+    """The mutable, lazily grown indexes of a calendar; dropped when pickled.
 
-    __slots__ = ("index", "lock")
+    ``segments`` are disjoint indexes sorted by time, replaced (never mutated) under the lock,
+    so readers need no lock; ``index`` is the one used last, checked first on the hot path.
+    """
+
+    __slots__ = ("index", "lock", "segments")
 
     def __init__(self) -> None:
         self.index: _Index | None = None
+        self.segments: tuple[_Index, ...] = ()
         self.lock = threading.Lock()
 
     def __reduce__(self) -> tuple[type[_Cache], tuple[()]]:
@@ -277,10 +296,15 @@ class _Cache:
         return (_Cache, ())
 
 
+def _reach(index: _Index) -> int:
+    """How far from a segment a question may fall and still grow it rather than start anew."""
+    return max(index.hi - index.lo, 4 * _WEEK_US)
+
+
 # --------------------------------------------------------------------------- the calendar
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class BusinessCalendar:
     """Opening hours in a time zone; counts and adds business time exactly.
 
@@ -376,6 +400,31 @@ class BusinessCalendar:
             extra_openings=extra_openings,
         )
 
+    def __repr__(self) -> str:
+        return (
+            f"BusinessCalendar.weekly({self.hours()!r}, tz={_zone_name(self.tz)!r}"
+            f"{_extra_repr('holidays', self.holidays)}{_extra_repr('closures', self.closures)}"
+            f"{_extra_repr('extra_openings', self.extra_openings)})"
+        )
+
+    def hours(self) -> dict[str, str]:
+        """The weekly schedule in the form ``weekly()`` takes, days with equal hours grouped.
+
+        >>> BusinessCalendar.weekly({"mon-fri": "08:00-12:00,13:00-17:00"}, tz="UTC").hours()
+        {'mon-fri': '08:00-12:00,13:00-17:00'}
+        """
+        out: dict[str, str] = {}
+        day = 0
+        while day < 7:
+            last = day
+            while last + 1 < 7 and self.week[last + 1] == self.week[day]:
+                last += 1
+            if self.week[day]:
+                key = _DAY_NAMES[day] if last == day else f"{_DAY_NAMES[day]}-{_DAY_NAMES[last]}"
+                out[key] = ",".join(_fmt_interval(a, b) for a, b in self.week[day])
+            day = last + 1
+        return out
+
     # ----------------------------------------------------------------------- expansion
 
     def _boundary(self, day: date, seconds: int) -> int:
@@ -424,31 +473,43 @@ class BusinessCalendar:
         return _clip(_subtract(merged, self.closures), lo, hi)
 
     def _cover(self, lo: int, hi: int) -> _Index:
-        """An index covering ``[lo, hi]``, growing the cached one (at least doubling it)."""
+        """An index covering ``[lo, hi]``: a cached one, a grown one or a new one.
+
+        A question near an indexed segment grows it by at least its own width (so growing is
+        amortised), and segments that come within reach of each other are joined; a question
+        far from all of them starts a segment of its own, so asking about 2025 and then 2900
+        does not expand the nine centuries in between unless one question spans them.
+        """
         cache = self._cache
-        with cache.lock:
-            index = cache.index
-            if index is not None and index.lo <= lo and hi < index.hi:
+        for index in cache.segments:
+            if index.lo <= lo and hi < index.hi:
+                cache.index = index
                 return index
-            if lo < _MIN_US or hi >= _MAX_US:
-                raise ValidationError("business time is only counted between years 1 and 9999")
-            if index is None:
-                new_lo, new_hi = lo - _WEEK_US, hi + _WEEK_US
-                intervals = self._expand(new_lo, new_hi)
-            else:
-                width = index.hi - index.lo
-                new_lo = min(index.lo, lo - max(width, _WEEK_US)) if lo < index.lo else index.lo
-                new_hi = max(index.hi, hi + max(width, _WEEK_US)) if hi >= index.hi else index.hi
-                intervals = _merge(
-                    [
-                        *self._expand(max(new_lo, _MIN_US), index.lo),
-                        *index.intervals,
-                        *self._expand(index.hi, min(new_hi, _MAX_US)),
-                    ]
-                )
+        if lo < _MIN_US or hi >= _MAX_US:
+            raise ValidationError("business time is only counted between years 1 and 9999")
+        with cache.lock:
+            near = [s for s in cache.segments if s.lo - _reach(s) <= hi and lo < s.hi + _reach(s)]
+            if any(s.lo <= lo and hi < s.hi for s in near):  # another thread grew it meanwhile
+                return self._cover(lo, hi)
+            width = sum(s.hi - s.lo for s in near)
+            new_lo = min([lo - max(width, _WEEK_US), *(s.lo for s in near)])
+            new_hi = max([hi + max(width, _WEEK_US), *(s.hi for s in near)])
+            if near:
+                new_lo = near[0].lo if lo >= near[0].lo else new_lo
+                new_hi = near[-1].hi if hi < near[-1].hi else new_hi
             new_lo, new_hi = max(new_lo, _MIN_US), min(new_hi, _MAX_US)
-            cache.index = _Index(new_lo, new_hi, intervals)
-            return cache.index
+            pieces: list[Interval] = []
+            edge = new_lo
+            for s in near:
+                pieces += self._expand(edge, s.lo)
+                pieces += s.intervals
+                edge = s.hi
+            pieces += self._expand(edge, new_hi)
+            index = _Index(new_lo, new_hi, _merge(pieces))
+            kept = [s for s in cache.segments if s not in near]
+            cache.segments = tuple(sorted([*kept, index], key=lambda s: s.lo))
+            cache.index = index
+            return index
 
     def _index_for(self, lo: int, hi: int) -> _Index:
         index = self._cache.index
@@ -522,14 +583,18 @@ class BusinessCalendar:
                 if i < len(index.starts):
                     return target - index.base[i]
                 if index.hi >= _MAX_US:
-                    raise ValidationError(f"the calendar has no open time left to add {d} µs")
+                    raise ValidationError(
+                        f"no open time left before the year 9999 to add {MICROSECOND * d}"
+                    )
                 grown = self._cover(index.lo, index.hi)
             else:
                 i = bisect_right(index.cum, target) - 1
                 if i > 0:
                     return target - index.base[i]
                 if index.lo <= _MIN_US:
-                    raise ValidationError(f"the calendar has no open time left to take {-d} µs")
+                    raise ValidationError(
+                        f"no open time left after the year 1 to count back {MICROSECOND * -d}"
+                    )
                 grown = self._cover(index.lo - 1, index.hi - 1)
             # Positions are relative to the index's start: carry the target over.
             target += grown.position(a) - index.position(a)
