@@ -1,0 +1,87 @@
+"""History events: the immutable facts a record's history is made of.
+
+Every change to a record appends exactly one event. An event type is a frozen class with a
+stable ``type`` string and a schema ``version`` (so stored history stays readable by later
+releases), the instant it happened (``at``, stored in UTC), the actor (``by``) and the state
+the record was in afterwards (``state``), plus its own data. Event types register themselves
+by ``type``, so the storage layer can turn a stored row back into the right class.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import attrs
+
+from itsmcore._time import require_aware
+from itsmcore.errors import DefinitionError, ValidationError
+
+__all__ = ["Event", "StateChanged", "event_type"]
+
+_REGISTRY: dict[str, type[Event]] = {}
+
+
+def _utc(value: datetime) -> datetime:
+    return require_aware(value, "at").astimezone(UTC)
+
+
+def _actor(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"by= must name who acted (a non-empty string), got {value!r}")
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """Base of every history event.
+
+    Subclasses set the class variables ``type`` (stable, e.g. ``"incident.resolved"``) and
+    ``version`` (the schema version of their fields, starting at 1).
+    """
+
+    type: ClassVar[str] = "event"
+    version: ClassVar[int] = 1
+
+    at: datetime = attrs.field(converter=_utc)
+    """When it happened (UTC)."""
+    by: str = attrs.field(converter=_actor)
+    """Who did it: a person, a group, or a system such as ``"auto-close"``."""
+    state: str
+    """The record's lifecycle state after the event."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("type")
+        if not isinstance(name, str):
+            return  # an intermediate base class without a type of its own
+        previous = _REGISTRY.get(name)
+        # attrs rebuilds a slotted class, so the same definition registers twice: allow that.
+        if previous is not None and previous.__qualname__ != cls.__qualname__:
+            raise DefinitionError(f"event type {name!r} is already used by {previous.__qualname__}")
+        _REGISTRY[name] = cls
+
+
+def event_type(name: str) -> type[Event]:
+    """The event class registered under ``name`` (``ValidationError`` if unknown)."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise ValidationError(f"unknown event type {name!r}; known types: {known}") from None
+
+
+@attrs.frozen(kw_only=True)
+class StateChanged(Event):
+    """A trigger of a customised workflow fired through the generic ``fire(...)``.
+
+    Typed verbs record their own event types; this one records triggers that only a
+    vendor's workflow knows (``"approve"``, ``"request_info"`` …) with their free-form data.
+    """
+
+    type: ClassVar[str] = "state_changed"
+
+    trigger: str
+    source: str
+    data: tuple[tuple[str, str], ...] = ()
+    """Extra context as sorted ``(key, value)`` string pairs, so the event stays hashable."""

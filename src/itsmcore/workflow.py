@@ -1,0 +1,324 @@
+"""Lifecycles as data: states, transitions and guards, validated when defined.
+
+A ``Workflow`` is a table of ``Transition(trigger, sources, target, guards)`` rows. The engine
+answers which triggers a record can fire now, refuses impossible ones with an
+``InvalidTransitionError`` that says what *is* possible, derives customised workflows
+(extra states, guards, removed transitions) without subclassing, and renders itself as a
+Mermaid or Graphviz diagram. A transition whose ``target`` is ``None`` is an *action*: allowed
+only in its source states, it leaves the state as it is (assigning, escalating, linking).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+import attrs
+
+from itsmcore.errors import DefinitionError, InvalidTransitionError
+
+__all__ = ["Guard", "Transition", "Workflow"]
+
+
+class _HasState(Protocol):
+    @property
+    def state(self) -> str: ...
+
+
+Guard = Callable[[Any, Mapping[str, Any]], str | None]
+"""``guard(record, context) -> reason or None``: ``None`` lets the trigger fire, a string
+refuses it and says why. ``context`` holds the verb's arguments (``code``, ``notes`` …)."""
+
+_TRIGGER_RE = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def _states(value: str | Iterable[str]) -> frozenset[str]:
+    return frozenset([value] if isinstance(value, str) else value)
+
+
+def _state_list(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _guards(value: Iterable[Guard]) -> tuple[Guard, ...]:
+    return tuple(value)
+
+
+def _rows(value: Iterable[Transition]) -> tuple[Transition, ...]:
+    return tuple(value)
+
+
+@attrs.frozen
+class Transition:
+    """One lifecycle row: ``trigger`` moves a record from any of ``sources`` to ``target``.
+
+    ``target=None`` makes the row an action that keeps the current state. ``guards`` are
+    checked in order; the first refusal wins.
+    """
+
+    trigger: str
+    sources: frozenset[str] = attrs.field(converter=_states)
+    target: str | None = None
+    guards: tuple[Guard, ...] = attrs.field(default=(), converter=_guards)
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.trigger, str) or not _TRIGGER_RE.fullmatch(self.trigger):
+            raise DefinitionError(
+                f"trigger {self.trigger!r} must be a lower-case identifier such as 'resolve'"
+            )
+        if not self.sources:
+            raise DefinitionError(f"transition {self.trigger!r} has no source state")
+
+
+def _guard_name(guard: Guard) -> str:
+    return getattr(guard, "__name__", repr(guard))
+
+
+@attrs.frozen
+class Workflow:
+    """A validated lifecycle: states, the initial state, terminal states and transitions.
+
+    Raises ``DefinitionError`` on construction for unknown states, states that cannot be
+    reached from ``initial``, terminal states with exits, non-terminal states with no way
+    forward, and two rows for one ``(trigger, source)`` pair.
+
+    >>> wf = Workflow(
+    ...     name="door",
+    ...     states=("closed", "open", "broken"),
+    ...     initial="closed",
+    ...     terminal=("broken",),
+    ...     transitions=(
+    ...         Transition("open", "closed", "open"),
+    ...         Transition("close", "open", "closed"),
+    ...         Transition("kick", ("closed", "open"), "broken"),
+    ...     ),
+    ... )
+    >>> wf.triggers("closed")
+    ('kick', 'open')
+    """
+
+    name: str
+    states: tuple[str, ...] = attrs.field(converter=_state_list)
+    initial: str
+    terminal: frozenset[str] = attrs.field(converter=_states)
+    transitions: tuple[Transition, ...] = attrs.field(converter=_rows)
+    _table: dict[tuple[str, str], Transition] = attrs.field(
+        init=False, eq=False, repr=False, hash=False
+    )
+    _by_state: dict[str, tuple[Transition, ...]] = attrs.field(
+        init=False, eq=False, repr=False, hash=False
+    )
+
+    def __attrs_post_init__(self) -> None:
+        known = set(self.states)
+        if not self.states or len(known) != len(self.states):
+            raise DefinitionError(
+                f"workflow {self.name!r}: states must be a non-empty, unique list"
+            )
+        for state in (self.initial, *self.terminal):
+            if state not in known:
+                raise DefinitionError(f"workflow {self.name!r}: unknown state {state!r}")
+        table: dict[tuple[str, str], Transition] = {}
+        for row in self.transitions:
+            for state in (*row.sources, *([row.target] if row.target is not None else [])):
+                if state not in known:
+                    raise DefinitionError(
+                        f"workflow {self.name!r}: transition {row.trigger!r} names unknown state "
+                        f"{state!r}; known states: {', '.join(self.states)}"
+                    )
+            for source in sorted(row.sources):
+                if source in self.terminal:
+                    raise DefinitionError(
+                        f"workflow {self.name!r}: terminal state {source!r} has an exit "
+                        f"({row.trigger!r}); terminal states are final"
+                    )
+                if (row.trigger, source) in table:
+                    raise DefinitionError(
+                        f"workflow {self.name!r}: two transitions for {row.trigger!r} from "
+                        f"{source!r}; give each (trigger, source) pair one row"
+                    )
+                table[row.trigger, source] = row
+        by_state = {
+            state: tuple(sorted((t for (_, s), t in table.items() if s == state), key=_trigger))
+            for state in self.states
+        }
+        self._check_reachable(by_state)
+        object.__setattr__(self, "_table", table)
+        object.__setattr__(self, "_by_state", by_state)
+
+    def _check_reachable(self, by_state: Mapping[str, tuple[Transition, ...]]) -> None:
+        seen = {self.initial}
+        queue = deque([self.initial])
+        while queue:
+            for row in by_state[queue.popleft()]:
+                if row.target is not None and row.target not in seen:
+                    seen.add(row.target)
+                    queue.append(row.target)
+        unreachable = [s for s in self.states if s not in seen]
+        if unreachable:
+            raise DefinitionError(
+                f"workflow {self.name!r}: no transition reaches {', '.join(unreachable)} "
+                f"from {self.initial!r}"
+            )
+        stuck = [
+            s
+            for s in self.states
+            if s not in self.terminal and not any(r.target not in (None, s) for r in by_state[s])
+        ]
+        if stuck:
+            raise DefinitionError(
+                f"workflow {self.name!r}: {', '.join(stuck)} cannot be left but is not "
+                "terminal; add a transition out or mark it terminal"
+            )
+
+    # ----------------------------------------------------------------------- questions
+
+    def triggers(self, state: str) -> tuple[str, ...]:
+        """Every trigger defined from ``state``, guards not applied, sorted."""
+        return tuple(row.trigger for row in self._rows(state))
+
+    def allowed(self, record: _HasState, **context: Any) -> tuple[str, ...]:
+        """The triggers ``record`` can fire now: defined from its state and no guard refuses."""
+        return tuple(
+            row.trigger
+            for row in self._rows(record.state)
+            if _refusal(row, record, context) is None
+        )
+
+    def refusals(self, record: _HasState, **context: Any) -> dict[str, str]:
+        """The triggers defined from ``record``'s state that a guard refuses now, with why."""
+        out = {}
+        for row in self._rows(record.state):
+            reason = _refusal(row, record, context)
+            if reason is not None:
+                out[row.trigger] = reason
+        return out
+
+    def transition(self, record: _HasState, trigger: str, **context: Any) -> Transition:
+        """The row ``trigger`` fires for ``record`` now; ``InvalidTransitionError`` if none may.
+
+        The error carries the trigger, the current state, the triggers that are allowed and,
+        when a guard refused, its reason. Nothing is changed either way.
+        """
+        state = record.state
+        row = self._table.get((trigger, state))
+        if row is None:
+            if state not in self._by_state:
+                raise InvalidTransitionError(
+                    trigger, state, (), f"{state!r} is not a state of workflow {self.name!r}"
+                )
+            raise InvalidTransitionError(trigger, state, self.allowed(record, **context))
+        reason = _refusal(row, record, context)
+        if reason is not None:
+            raise InvalidTransitionError(trigger, state, self.allowed(record, **context), reason)
+        return row
+
+    def target(self, record: _HasState, trigger: str, **context: Any) -> str:
+        """The state ``record`` is in after ``trigger`` (its current one for an action)."""
+        row = self.transition(record, trigger, **context)
+        return record.state if row.target is None else row.target
+
+    def _rows(self, state: str) -> tuple[Transition, ...]:
+        return self._by_state.get(state, ())
+
+    # ----------------------------------------------------------------------- customising
+
+    def derive(
+        self,
+        *,
+        name: str | None = None,
+        add_states: Iterable[str] = (),
+        add_terminal: Iterable[str] = (),
+        add_transitions: Iterable[Transition] = (),
+        remove: Iterable[tuple[str, str] | str] = (),
+        add_guards: Mapping[str, Guard | Iterable[Guard]] | None = None,
+    ) -> Workflow:
+        """A customised copy, validated like any workflow.
+
+        Args:
+            name: the new workflow's name (default: this one's with ``"+custom"``).
+            add_states: extra states (e.g. ``"awaiting_approval"``).
+            add_terminal: states (new or existing) that become terminal.
+            add_transitions: extra rows; a row for an existing ``(trigger, source)`` pair
+                replaces it.
+            remove: ``(trigger, source)`` pairs, or whole triggers, to delete.
+            add_guards: extra guards per trigger, appended to that trigger's rows.
+        """
+        added = tuple(add_transitions)
+        replaced = {(row.trigger, s) for row in added for s in row.sources}
+        drop = {r for r in remove if isinstance(r, tuple)} | replaced
+        drop_triggers = {r for r in remove if isinstance(r, str)}
+        unknown = (drop_triggers - {t for t, _ in self._table}) | (
+            {r for r in remove if isinstance(r, tuple)} - set(self._table)
+        )
+        if unknown:
+            raise DefinitionError(f"cannot remove {sorted(unknown)!r}: no such transition")
+        guards = {
+            trigger: (g,) if callable(g) else tuple(g) for trigger, g in (add_guards or {}).items()
+        }
+        missing = set(guards) - {t for t, _ in self._table} - {r.trigger for r in added}
+        if missing:
+            raise DefinitionError(f"cannot guard {sorted(missing)!r}: no such trigger")
+        rows = []
+        for row in (*self.transitions, *added):
+            sources = {
+                s
+                for s in row.sources
+                if row.trigger not in drop_triggers
+                and ((row.trigger, s) not in drop or row in added)
+            }
+            if sources:
+                extra = guards.get(row.trigger, ())
+                rows.append(attrs.evolve(row, sources=sources, guards=(*row.guards, *extra)))
+        return Workflow(
+            name=name or f"{self.name}+custom",
+            states=(*self.states, *(s for s in add_states if s not in self.states)),
+            initial=self.initial,
+            terminal=self.terminal | set(add_terminal),
+            transitions=rows,
+        )
+
+    # ----------------------------------------------------------------------- diagrams
+
+    def to_mermaid(self, *, actions: bool = False) -> str:
+        """A Mermaid ``stateDiagram-v2`` of the lifecycle (actions drawn only if asked)."""
+        lines = ["stateDiagram-v2", f"    [*] --> {self.initial}"]
+        for source, target, label in self._edges(actions=actions):
+            lines.append(f"    {source} --> {target} : {label}")
+        lines.extend(f"    {state} --> [*]" for state in self.states if state in self.terminal)
+        return "\n".join(lines) + "\n"
+
+    def to_dot(self, *, actions: bool = False) -> str:
+        """A Graphviz ``digraph`` of the lifecycle (actions drawn only if asked)."""
+        lines = [f'digraph "{self.name}" {{', "    rankdir=LR;"]
+        for state in self.states:
+            shape = "doublecircle" if state in self.terminal else "circle"
+            lines.append(f'    "{state}" [shape={shape}];')
+        for source, target, label in self._edges(actions=actions):
+            lines.append(f'    "{source}" -> "{target}" [label="{label}"];')
+        return "\n".join([*lines, "}"]) + "\n"
+
+    def _edges(self, *, actions: bool) -> list[tuple[str, str, str]]:
+        """``(source, target, triggers)`` per drawn edge, in state order, triggers merged."""
+        edges: dict[tuple[str, str], list[str]] = {}
+        for source in self.states:
+            for row in self._by_state[source]:
+                if row.target is None and not actions:
+                    continue
+                target = source if row.target is None else row.target
+                edges.setdefault((source, target), []).append(row.trigger)
+        return [(s, t, ", ".join(triggers)) for (s, t), triggers in edges.items()]
+
+
+def _trigger(row: Transition) -> str:
+    return row.trigger
+
+
+def _refusal(row: Transition, record: object, context: Mapping[str, Any]) -> str | None:
+    for guard in row.guards:
+        reason = guard(record, context)
+        if reason is not None:
+            return f"{_guard_name(guard)}: {reason}"
+    return None
