@@ -10,16 +10,39 @@ from itsmcore.errors import (
     NotFoundError,
     ValidationError,
 )
+from itsmcore.events import Event
+from itsmcore.incident import (
+    Channel,
+    HoldReason,
+    Incident,
+    IncidentState,
+    ResolutionCode,
+)
+from itsmcore.priority import Impact, Level, Priority, PriorityMatrix, Urgency
+from itsmcore.workflow import Transition, Workflow
 
 __all__ = [
     "BusinessCalendar",
+    "Channel",
     "Clock",
     "ConcurrencyError",
     "DefinitionError",
+    "Event",
+    "HoldReason",
+    "Impact",
+    "Incident",
+    "IncidentState",
     "InvalidTransitionError",
     "ItsmError",
+    "Level",
     "ManualClock",
     "NotFoundError",
+    "Priority",
+    "PriorityMatrix",
+    "ResolutionCode",
     "SystemClock",
+    "Transition",
+    "Urgency",
     "ValidationError",
+    "Workflow",
 ]
