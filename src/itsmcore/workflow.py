@@ -179,7 +179,7 @@ class Workflow:
         """Every trigger defined from ``state``, guards not applied, sorted."""
         return tuple(row.trigger for row in self._rows(state))
 
-    def allowed(self, record: _HasState, **context: Any) -> tuple[str, ...]:
+    def allowed(self, record: _HasState, /, **context: Any) -> tuple[str, ...]:
         """The triggers ``record`` can fire now: defined from its state and no guard refuses."""
         return tuple(
             row.trigger
@@ -187,7 +187,7 @@ class Workflow:
             if _refusal(row, record, context) is None
         )
 
-    def refusals(self, record: _HasState, **context: Any) -> dict[str, str]:
+    def refusals(self, record: _HasState, /, **context: Any) -> dict[str, str]:
         """The triggers defined from ``record``'s state that a guard refuses now, with why."""
         out = {}
         for row in self._rows(record.state):
@@ -196,7 +196,7 @@ class Workflow:
                 out[row.trigger] = reason
         return out
 
-    def transition(self, record: _HasState, trigger: str, **context: Any) -> Transition:
+    def transition(self, record: _HasState, trigger: str, /, **context: Any) -> Transition:
         """The row ``trigger`` fires for ``record`` now; ``InvalidTransitionError`` if none may.
 
         The error carries the trigger, the current state, the triggers that are allowed and,
@@ -215,7 +215,7 @@ class Workflow:
             raise InvalidTransitionError(trigger, state, self.allowed(record, **context), reason)
         return row
 
-    def target(self, record: _HasState, trigger: str, **context: Any) -> str:
+    def target(self, record: _HasState, trigger: str, /, **context: Any) -> str:
         """The state ``record`` is in after ``trigger`` (its current one for an action)."""
         row = self.transition(record, trigger, **context)
         return record.state if row.target is None else row.target
