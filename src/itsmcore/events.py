@@ -47,8 +47,8 @@ class Event:
     """When it happened (UTC)."""
     by: str = attrs.field(converter=_actor)
     """Who did it: a person, a group, or a system such as ``"auto-close"``."""
-    state: str
-    """The record's lifecycle state after the event."""
+    state: str = attrs.field(converter=str)
+    """The record's lifecycle state after the event, as a plain string."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
