@@ -61,19 +61,19 @@ class PlainIncident:
     history: list[PlainEvent] = field(default_factory=list)
 
     @classmethod
-    def open(  # noqa: PLR0913
+    def open(
         cls,
-        id: str,
+        key: str,
         title: str,
         caller: str,
         impact: int,
         urgency: int,
         at: datetime,
-        by: str,  # noqa: A002
+        by: str,
     ) -> PlainIncident:
         if at.tzinfo is None:
             raise ValueError("naive")
-        inc = cls(id, title, caller, impact, urgency, min(5, impact + urgency - 1))
+        inc = cls(key, title, caller, impact, urgency, min(5, impact + urgency - 1))
         inc.history.append(PlainEvent("opened", at, by, "new", {"title": title}))
         return inc
 
