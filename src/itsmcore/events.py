@@ -17,12 +17,15 @@ import attrs
 from itsmcore._time import require_aware
 from itsmcore.errors import DefinitionError, ValidationError
 
-__all__ = ["Event", "StateChanged", "event_type"]
+__all__ = ["Event", "StateChanged", "event_type", "utc"]
 
 _REGISTRY: dict[str, type[Event]] = {}
 
 
-def _utc(value: datetime) -> datetime:
+def utc(value: datetime) -> datetime:
+    """``value`` in UTC; ``ValidationError`` if it is naive or not a datetime."""
+    if isinstance(value, datetime) and value.tzinfo is UTC:
+        return value  # already converted (records convert once, then build the event)
     return require_aware(value, "at").astimezone(UTC)
 
 
@@ -43,7 +46,7 @@ class Event:
     type: ClassVar[str] = "event"
     version: ClassVar[int] = 1
 
-    at: datetime = attrs.field(converter=_utc)
+    at: datetime = attrs.field(converter=utc)
     """When it happened (UTC)."""
     by: str = attrs.field(converter=_actor)
     """Who did it: a person, a group, or a system such as ``"auto-close"``."""

@@ -20,7 +20,7 @@ import attrs
 
 from itsmcore._time import require_aware
 from itsmcore.errors import ValidationError
-from itsmcore.events import Event, StateChanged
+from itsmcore.events import Event, StateChanged, utc
 from itsmcore.priority import Impact, Priority, PriorityMatrix, Urgency
 from itsmcore.workflow import Guard, Transition, Workflow
 
@@ -759,7 +759,7 @@ class Incident:
 
         Positional-only, so event fields named ``kind`` or ``trigger`` pass through ``data``.
         """
-        at = require_aware(at, "at")
+        at = utc(at)
         last = self.history[-1].at if self.history else None
         if last is not None and at < last:
             raise ValidationError(

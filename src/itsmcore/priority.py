@@ -54,9 +54,9 @@ class Level(IntEnum):
         if isinstance(value, cls):
             return value
         if isinstance(value, int) and not isinstance(value, bool):
-            for member in cls:
-                if member.value == value:
-                    return member
+            member = cls._value2member_map_.get(value)
+            if member is not None:
+                return member  # type: ignore[return-value]
         elif isinstance(value, str):
             found = cls._from_label(value)
             if found is not None:
