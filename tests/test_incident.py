@@ -416,3 +416,26 @@ def test_custom_resolution_codes() -> None:
     assert opened(workflow=wf).resolve(code="fixed", notes="ok", at=T0, by="s").state is RESOLVED
     with pytest.raises(InvalidTransitionError, match="fixed, wontfix"):
         opened(workflow=wf).resolve(code="solution_provided", notes="ok", at=T0, by="s")
+
+
+def test_timeline_shows_the_record_after_each_event() -> None:
+    i = REACH[HOLD](REACH[WORK](opened())).resume(at=T0 + timedelta(hours=1), by="sam")
+    steps = i.timeline()
+    assert [e for e, _ in steps] == list(i.history)
+    assert [r.state for _, r in steps] == [NEW, WORK, HOLD, WORK]
+    assert [r.version for _, r in steps] == [1, 2, 3, 4]
+    assert steps[2][1].hold_reason is HoldReason.AWAITING_VENDOR
+    assert steps[-1][1] == i
+    # walk() lends one scratch record; what it shows at each step matches the copies.
+    seen: list[tuple[str, int]] = []
+    i.walk(lambda _e, r: seen.append((r.state, r.version)))
+    assert seen == [(r.state, r.version) for _, r in steps]
+
+
+def test_replay_accepts_any_iterable_and_refuses_time_travel() -> None:
+    i = REACH[CLOSED](opened())
+    assert Incident.replay(e for e in i.history) == i
+    started = i.history[1]
+    backwards = (i.history[0], type(started)(at=T0 - MIN, by="sam", state="in_progress"))
+    with pytest.raises(ValidationError, match="goes back in time"):
+        Incident.replay(backwards)

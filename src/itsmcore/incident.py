@@ -12,6 +12,7 @@ returns a new record with one more event in ``history``, checked against the inc
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Self, TypeVar
@@ -295,6 +296,13 @@ class IncidentLinked(Event):
     target: str
 
 
+def _first_event(events: Iterable[Event]) -> IncidentOpened:
+    first = next(iter(events), None)
+    if not isinstance(first, IncidentOpened):
+        raise ValidationError(f"an incident history starts with an opening, not {first!r}")
+    return first
+
+
 # --------------------------------------------------------------------------- lifecycle
 
 
@@ -545,30 +553,58 @@ class Incident:
             ValidationError: the history is empty, does not start with an opening, or holds
                 an event that is not an incident event.
         """
+        events = tuple(events)
+        record = cls._from_opened(_first_event(events), workflow)
+        record._fold(events, None)
+        record.__dict__["history"] = events
+        return record
+
+    def timeline(self) -> list[tuple[Event, Incident]]:
+        """The record as it was after each event of its history, oldest first."""
+        steps: list[tuple[Event, Incident]] = []
+        self.walk(lambda event, record: steps.append((event, copy.copy(record))))
+        return steps
+
+    def walk(self, on_step: Callable[[Event, Incident], object]) -> None:
+        """Call ``on_step(event, record)`` with the record as it was after each event.
+
+        The record passed is one scratch object updated in place between calls: read it
+        during the call, copy it (``copy.copy``) to keep it. This is how SLA clocks are
+        evaluated without building a record per event.
+        """
+        first = _first_event(self.history)
+        record = type(self)._from_opened(first, self.workflow)
+        on_step(first, record)
+        record._fold(self.history, on_step)
+
+    def _fold(
+        self, events: Iterable[Event], on_step: Callable[[Event, Incident], object] | None
+    ) -> None:
+        """Apply every event after the opening to this (not yet shared) record, in place.
+
+        Building one record per event would cost a copy each time. With ``on_step`` the
+        history is kept current and ``on_step`` called after every event; without it the
+        caller sets ``history`` once at the end.
+        """
+        fields = self.__dict__
         stream = iter(events)
-        first = next(stream, None)
-        if not isinstance(first, IncidentOpened):
-            raise ValidationError(f"an incident history starts with an opening, not {first!r}")
-        record = cls._from_opened(first, workflow)
-        # The record is not shared until returned, so fold the events into it in place
-        # rather than building an intermediate record per event.
-        fields = record.__dict__
-        history: list[Event] = [first]
+        last = next(stream).at
         known_state = _STATES.get
         for event in stream:
             apply = _APPLY.get(type(event))
             if apply is None:
                 raise ValidationError(f"{type(event).__name__} is not an incident event")
-            if event.at < history[-1].at:
+            if event.at < last:
                 raise ValidationError(
-                    f"{first.id}: the history goes back in time at event {len(history) + 1} "
-                    f"({event.type} at {event.at.isoformat()})"
+                    f"{self.id}: the history goes back in time at {event.type} "
+                    f"({event.at.isoformat()} after {last.isoformat()})"
                 )
-            fields.update(apply(record, event))
+            last = event.at
+            fields.update(apply(self, event))
             fields["state"] = known_state(event.state, event.state)
-            history.append(event)
-        fields["history"] = tuple(history)
-        return record
+            if on_step is not None:
+                fields["history"] = (*fields["history"], event)
+                on_step(event, self)
 
     # ----------------------------------------------------------------------- verbs
 
