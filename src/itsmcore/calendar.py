@@ -27,7 +27,7 @@ import attrs
 from itsmcore._time import EPOCH, MICROSECOND, US_PER_SECOND, from_us, require_aware, zone
 from itsmcore.errors import DefinitionError, ValidationError
 
-__all__ = ["BusinessCalendar"]
+__all__ = ["BusinessCalendar", "Ruler"]
 
 _DAY_NAMES: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DAY_S: Final = 86_400
@@ -294,6 +294,32 @@ class _Cache:
         # A lock cannot be pickled and the index is cheap to rebuild: ship an empty cache,
         # so calendars travel to worker processes (Dask, Spark, multiprocessing).
         return (_Cache, ())
+
+
+class Ruler:
+    """Business positions of instants, and instants of positions, within one indexed range.
+
+    Made by :meth:`BusinessCalendar.ruler`. ``position(t)`` is valid for instants in the
+    range it was made for; ``instant(p, not_before=a)`` is the earliest instant at or after
+    ``a`` whose position is ``p`` (``p`` must not be below ``position(a)``), and falls back
+    to the calendar when ``p`` lies beyond the range.
+    """
+
+    __slots__ = ("_calendar", "_index", "position")
+
+    def __init__(self, calendar: BusinessCalendar, index: _Index) -> None:
+        self._calendar = calendar
+        self._index = index
+        self.position = index.position
+
+    def instant(self, p: int, *, not_before: int) -> int:
+        """The earliest instant at or after ``not_before`` at position ``p``."""
+        index = self._index
+        i = bisect_left(index.cum_end, p)
+        if i < len(index.starts) and index.cum_end[i] < index.cum_end[-1]:
+            return max(p - index.base[i], not_before)
+        # At or past the last indexed interval, which may continue beyond the range.
+        return self._calendar.add_us(not_before, p - index.position(not_before))
 
 
 def _reach(index: _Index) -> int:
@@ -572,9 +598,29 @@ class BusinessCalendar:
         d = duration // MICROSECOND
         if d == 0:
             return start
-        return from_us(self._add_us(a, d), start.tzinfo or UTC)
+        return from_us(self.add_us(a, d), start.tzinfo or UTC)
 
-    def _add_us(self, a: int, d: int) -> int:
+    def elapsed_us(self, start: int, end: int) -> int:
+        """``elapsed`` on the integer time line: microseconds since the epoch in and out.
+
+        For engines that keep instants as integers (the SLA clock does): no datetime is
+        created or converted.
+        """
+        index = self._index_for(min(start, end), max(start, end))
+        return index.position(end) - index.position(start)
+
+    def ruler(self, start: int, end: int) -> Ruler:
+        """A ruler over ``[start, end]`` for engines that measure many spans at once.
+
+        Its positions (business microseconds from an arbitrary origin) are comparable with
+        each other, so one lookup per instant serves every span that shares it.
+        """
+        return Ruler(self, self._index_for(min(start, end), max(start, end)))
+
+    def add_us(self, a: int, d: int) -> int:
+        """``add`` on the integer time line: microseconds since the epoch in and out."""
+        if d == 0:
+            return a
         index = self._index_for(a, a)
         target = index.position(a) + d
         while True:
@@ -718,7 +764,7 @@ class BusinessCalendar:
             raise ValidationError("durations must be timedeltas") from exc
         _same_length(len(a), len(d), "durations")
         if np is None:
-            out = [self._add_us(x, y) if y else x for x, y in zip(a, d, strict=True)]
+            out = [self.add_us(x, y) if y else x for x, y in zip(a, d, strict=True)]
         else:
             out_np = self._add_np(np, np.array(a, dtype=np.int64), np.array(d, dtype=np.int64))
             out = out_np.tolist()
@@ -727,7 +773,7 @@ class BusinessCalendar:
         ]
 
     def _add_np(self, np: Any, a: Any, d: Any) -> Any:
-        """Vectorised ``_add_us`` over int64 microsecond arrays."""
+        """Vectorised ``add_us`` over int64 microsecond arrays."""
         if not len(a):
             return a
         index = self._index_for(int(a.min()), int(a.max()))
@@ -740,7 +786,7 @@ class BusinessCalendar:
         out = np.where(d == 0, a, target - base[np.clip(pick, 0, len(cum) - 1)])
         # An answer beyond the indexed range (a long duration) takes the growing scalar path.
         for k in np.flatnonzero(~found & (d != 0)).tolist():
-            out[k] = self._add_us(int(a[k]), int(d[k]))
+            out[k] = self.add_us(int(a[k]), int(d[k]))
         return out
 
 
