@@ -243,7 +243,18 @@ class _Index:
     ``t`` inside it is ``base[i] + t``.
     """
 
-    __slots__ = ("_np", "base", "cum", "cum_end", "ends", "hi", "intervals", "lo", "starts")
+    __slots__ = (
+        "_np",
+        "base",
+        "cum",
+        "cum_end",
+        "ends",
+        "hi",
+        "intervals",
+        "lo",
+        "ruler",
+        "starts",
+    )
 
     def __init__(self, lo: int, hi: int, intervals: list[Interval]) -> None:
         self.lo, self.hi, self.intervals = lo, hi, intervals
@@ -258,6 +269,7 @@ class _Index:
             total += b - a
             self.cum_end.append(total)
         self._np: tuple[Any, ...] | None = None
+        self.ruler: Ruler | None = None
 
     def position(self, t: int) -> int:
         """Open microseconds from ``lo`` up to ``t`` (``lo <= t < hi``)."""
@@ -615,7 +627,11 @@ class BusinessCalendar:
         Its positions (business microseconds from an arbitrary origin) are comparable with
         each other, so one lookup per instant serves every span that shares it.
         """
-        return Ruler(self, self._index_for(min(start, end), max(start, end)))
+        index = self._index_for(min(start, end), max(start, end))
+        ruler = index.ruler
+        if ruler is None:  # one per index: an engine asks for thousands of rulers a second
+            ruler = index.ruler = Ruler(self, index)
+        return ruler
 
     def add_us(self, a: int, d: int) -> int:
         """``add`` on the integer time line: microseconds since the epoch in and out."""

@@ -565,20 +565,26 @@ class Incident:
         self.walk(lambda event, record: steps.append((event, copy.copy(record))))
         return steps
 
-    def walk(self, on_step: Callable[[Event, Incident], object]) -> None:
+    def walk(self, on_step: Callable[[Event, Incident], object], *, history: bool = True) -> None:
         """Call ``on_step(event, record)`` with the record as it was after each event.
 
         The record passed is one scratch object updated in place between calls: read it
         during the call, copy it (``copy.copy``) to keep it. This is how SLA clocks are
-        evaluated without building a record per event.
+        evaluated without building a record per event. ``history=False`` skips keeping the
+        scratch record's ``history`` (and so ``version``) current, for callers that never
+        read them.
         """
         first = _first_event(self.history)
         record = type(self)._from_opened(first, self.workflow)
         on_step(first, record)
-        record._fold(self.history, on_step)
+        record._fold(self.history, on_step, history=history)
 
     def _fold(
-        self, events: Iterable[Event], on_step: Callable[[Event, Incident], object] | None
+        self,
+        events: Iterable[Event],
+        on_step: Callable[[Event, Incident], object] | None,
+        *,
+        history: bool = True,
     ) -> None:
         """Apply every event after the opening to this (not yet shared) record, in place.
 
@@ -603,7 +609,8 @@ class Incident:
             fields.update(apply(self, event))
             fields["state"] = known_state(event.state, event.state)
             if on_step is not None:
-                fields["history"] = (*fields["history"], event)
+                if history:
+                    fields["history"] = (*fields["history"], event)
                 on_step(event, self)
 
     # ----------------------------------------------------------------------- verbs

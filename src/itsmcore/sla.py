@@ -54,7 +54,7 @@ class Walkable(Protocol):
     @property
     def history(self) -> Sequence[Event]: ...
 
-    def walk(self, on_step: Callable[[Event, Any], object]) -> None: ...
+    def walk(self, on_step: Callable[[Event, Any], object], *, history: bool = True) -> None: ...
 
 
 class SLAKind(StrEnum):
@@ -138,6 +138,10 @@ def _fractions(value: Iterable[Fraction | float | str]) -> tuple[Fraction, ...]:
     return out
 
 
+def _field_names(value: Iterable[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)
+
+
 @attrs.frozen(kw_only=True)
 class SLADefinition:
     """When an SLA clock runs and what it must achieve.
@@ -163,6 +167,27 @@ class SLADefinition:
     reclassification: Reclassification = Reclassification.RECOMPUTE
     reopen: Reopen = Reopen.RESUME
     warnings: tuple[Fraction, ...] = attrs.field(default=_DEFAULT_WARNINGS, converter=_fractions)
+    reads: tuple[str, ...] | None = attrs.field(default=None, converter=_field_names)
+    """The record fields the conditions and ``classify`` read, if they read nothing else.
+
+    Declaring them lets evaluation skip events that change none of them and remember the
+    conditions' answers per combination of values; the presets declare theirs. Leave it
+    ``None`` for conditions that read anything else (history, time, other records).
+    """
+    _memo: dict[Any, _Flags] = attrs.field(
+        factory=dict, init=False, eq=False, repr=False, hash=False
+    )
+
+    def flags(self, record: Any) -> _Flags:
+        """Every condition's answer, and the class, for one snapshot of a record."""
+        return _Flags(
+            bool(self.start(record)),
+            bool(self.stop(record)),
+            bool(self.pause(record)),
+            bool(self.cancel(record)),
+            bool(self.reset(record)),
+            self.classify(record),
+        )
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -170,6 +195,10 @@ class SLADefinition:
         for field in ("start", "stop", "pause", "cancel", "reset", "classify"):
             if not callable(getattr(self, field)):
                 raise DefinitionError(f"{self.name}: {field} must be callable")
+        if self.reads is not None and (
+            not self.reads or not all(isinstance(f, str) and f for f in self.reads)
+        ):
+            raise DefinitionError(f"{self.name}: reads must name record fields, got {self.reads!r}")
         if not isinstance(self.calendar, BusinessCalendar):
             raise DefinitionError(f"{self.name}: calendar must be a BusinessCalendar")
         if self.classes is not None:
@@ -208,6 +237,7 @@ class SLADefinition:
             reclassification=reclassification,
             reopen=Reopen.NONE,
             warnings=warnings,
+            reads=("state", "assignment_group", "priority"),
         )
 
     @classmethod
@@ -241,6 +271,7 @@ class SLADefinition:
             reclassification=reclassification,
             reopen=reopen,
             warnings=warnings,
+            reads=("state", "hold_reason", "priority"),
         )
 
     @classmethod
@@ -274,6 +305,7 @@ class SLADefinition:
             reclassification=reclassification,
             reopen=Reopen.RESUME,
             warnings=warnings,
+            reads=("state", "hold_reason", "assignment_group", "priority"),
         )
 
     # ----------------------------------------------------------------------- evaluation
@@ -339,18 +371,23 @@ class SLADefinition:
         breached_at = due = None
         crossed: tuple[tuple[Fraction, datetime], ...] = ()
         if target is not None:
+            thresholds = [(_threshold(target, f), f) for f in self.warnings]
+            reached: list[tuple[int, Fraction | None]] = [
+                (m, f) for m, f in thresholds if 0 < m <= done
+            ]
+            if done >= target:
+                reached.append((target, None))
+            instants = _reached(ruler, marks, positions, [m for m, _ in reached])
+            crossed = tuple(
+                (f, from_us(t, tz)) for (_, f), t in zip(reached, instants, strict=True) if f
+            )
             if done < target:
                 due = ruler.instant(positions[-1] + target - done, not_before=end)
             else:
                 # Reached: due when the running time first held the target (at once for a
                 # zero target); breached only once it holds more.
-                due = _reached(ruler, marks, times, positions, target)
+                due = instants[-1] if target else times[0]
                 breached_at = due if done > target else None
-            crossed = tuple(
-                (f, from_us(_reached(ruler, marks, times, positions, mark), tz))
-                for f in self.warnings
-                if 0 < (mark := _threshold(target, f)) <= done
-            )
         return CycleStatus(
             cycle.state,
             cycle.key,
@@ -365,7 +402,7 @@ class SLADefinition:
             None if due is None else from_us(due, tz),
             breached_at is not None,
             None if breached_at is None else from_us(breached_at, tz),
-            None if not target else Fraction(100 * done, target),
+            None if not target else 100 * done / target,
             crossed,
         )
 
@@ -433,7 +470,8 @@ class _Cycle:
 
     __slots__ = ("ended", "key", "marks", "started", "state", "target")
 
-    def __init__(self, started: int, key: Hashable, *, paused: bool) -> None:
+    def __init__(self, when: datetime, key: Hashable, *, paused: bool) -> None:
+        started = (when - EPOCH) // MICROSECOND
         self.started = started
         self.key = key
         self.target: Any = _UNSET  # set when the class's target is frozen (KEEP)
@@ -441,8 +479,9 @@ class _Cycle:
         self.marks: list[tuple[int, SLAStage]] = [(started, self.state)]
         self.ended: int | None = None
 
-    def move(self, at: int, state: SLAStage) -> None:
+    def move(self, when: datetime, state: SLAStage) -> None:
         if state is not self.state:
+            at = (when - EPOCH) // MICROSECOND
             self.state = state
             self.marks.append((at, state))
             self.ended = at if state not in _ATTACHED else None
@@ -459,117 +498,135 @@ class _Cycle:
         return out
 
 
+_HISTORY_FIELDS: Final = frozenset({"history", "version", "updated_at"})
+
+
 def _run(record: Walkable, definitions: Sequence[SLADefinition], now: int) -> list[list[_Cycle]]:
     """Replay ``record``'s history up to ``now`` once, driving one machine per definition."""
     if not record.history:
         raise ValidationError("the record has no history to evaluate")
     machines = [_Machine(d) for d in definitions]
+    until = from_us(now)
+    # Keeping the snapshot's history current costs a tuple per event: only when read.
+    history = any(d.reads is None or _HISTORY_FIELDS.intersection(d.reads) for d in definitions)
 
     def step(event: Event, snapshot: Any) -> None:
-        t = (event.at - EPOCH) // MICROSECOND
-        if t > now:
+        at = event.at
+        if at > until:
             raise _Done
         for machine in machines:
-            machine.step(t, snapshot)
+            machine.step(at, snapshot)
 
     with suppress(_Done):
-        record.walk(step)
+        record.walk(step, history=history)
     return [m.cycles for m in machines]
+
+
+class _Flags(NamedTuple):
+    """What a definition's conditions say about one snapshot."""
+
+    start: bool
+    stop: bool
+    pause: bool
+    cancel: bool
+    reset: bool
+    key: Hashable
+
+
+_MEMO_LIMIT: Final = 4096
 
 
 class _Machine:
     """Folds the snapshots of a history into clock cycles.
 
     Per snapshot, in this order: cancel or reset, stop, pause/resume and reclassification,
-    start. Conditions a definition does not set are not called at all.
+    start (a clock attaches when its start condition becomes true). When the definition
+    declares the fields its conditions read, snapshots that change none of them are
+    skipped (nothing can change) and condition results are memoized per combination.
     """
 
-    __slots__ = (
-        "cycles",
-        "d",
-        "has_cancel",
-        "has_pause",
-        "has_reset",
-        "reset_before",
-        "started_before",
-    )
+    __slots__ = ("cycles", "d", "getter", "last", "memo", "prev")
 
     def __init__(self, definition: SLADefinition) -> None:
         self.d = definition
         self.cycles: list[_Cycle] = []
-        self.has_cancel = definition.cancel is not _never
-        self.has_reset = definition.reset is not _never
-        self.has_pause = definition.pause is not _never
-        self.started_before = False
-        self.reset_before = False
+        self.prev: _Flags | None = None
+        self.getter = attrgetter(*definition.reads) if definition.reads else None
+        self.memo = definition._memo  # noqa: SLF001 - the definition's own cache, shared
+        self.last: Any = _UNSET
 
-    def step(self, t: int, record: Any) -> None:
-        d = self.d
-        reset_edge = False
-        if self.has_reset:
-            resetting = bool(d.reset(record))
-            reset_edge = resetting and not self.reset_before
-            self.reset_before = resetting
+    def step(self, t: datetime, record: Any) -> None:
+        getter = self.getter
+        if getter is None:
+            self.apply(t, self.d.flags(record))
+            return
+        signature = getter(record)
+        if signature == self.last:
+            return
+        self.last = signature
+        flags = self.memo.get(signature)
+        if flags is None:
+            if len(self.memo) >= _MEMO_LIMIT:
+                self.memo.clear()
+            flags = self.memo[signature] = self.d.flags(record)
+        self.apply(t, flags)
+
+    def apply(self, t: datetime, f: _Flags) -> None:
+        prev = self.prev
+        self.prev = f
+        reset_edge = f.reset and (prev is None or not prev.reset)
         cycle = self.cycles[-1] if self.cycles else None
         state = None if cycle is None else cycle.state
-        if state is _RUNNING or state is _PAUSED:
-            # Attached (the hot path, inlined): cancel or reset, stop, then pause/reclassify.
-            if self.has_cancel and d.cancel(record):
-                cycle.move(t, SLAStage.CANCELLED)  # type: ignore[union-attr]
+        if cycle is not None and (state is _RUNNING or state is _PAUSED):
+            if f.cancel:
+                cycle.move(t, SLAStage.CANCELLED)
             elif reset_edge:
-                cycle.move(t, SLAStage.CANCELLED)  # type: ignore[union-attr]
-                self.attach(t, record)
-            elif d.stop(record):
-                cycle.move(t, SLAStage.COMPLETED)  # type: ignore[union-attr]
+                cycle.move(t, SLAStage.CANCELLED)
+                self.attach(t, f)
+            elif f.stop:
+                cycle.move(t, SLAStage.COMPLETED)
             else:
-                self.reclassify(cycle, t, record)  # type: ignore[arg-type]
-        elif state is SLAStage.COMPLETED:
-            self.completed(cycle, t, record, reset=reset_edge)  # type: ignore[arg-type]
-        else:
-            # Detached: a clock attaches when its start condition becomes true (or on reset).
-            starting = bool(d.start(record))
-            if (starting and not self.started_before) or (reset_edge and starting):
-                self.attach(t, record)
-            self.started_before = starting
+                self.reclassify(cycle, t, f)
+        elif cycle is not None and state is SLAStage.COMPLETED:
+            self.completed(cycle, t, f, reset=reset_edge)
+        elif f.start and ((prev is None or not prev.start) or reset_edge):
+            self.attach(t, f)
 
-    def completed(self, cycle: _Cycle, t: int, record: Any, *, reset: bool) -> None:
+    def completed(self, cycle: _Cycle, t: datetime, f: _Flags, *, reset: bool) -> None:
         """A met clock: a reset starts afresh; a reopen follows the definition's policy."""
-        d = self.d
         if reset:
-            self.attach(t, record)
-        elif not d.stop(record) and not (self.has_cancel and d.cancel(record)):
-            if d.reopen is Reopen.RESUME:
-                self.reclassify(cycle, t, record)
-            elif d.reopen is Reopen.NEW_CYCLE:
-                self.attach(t, record)
+            self.attach(t, f)
+        elif not f.stop and not f.cancel:  # reopened
+            if self.d.reopen is Reopen.RESUME:
+                self.reclassify(cycle, t, f)
+            elif self.d.reopen is Reopen.NEW_CYCLE:
+                self.attach(t, f)
 
-    def attach(self, t: int, record: Any) -> None:
+    def attach(self, t: datetime, f: _Flags) -> None:
         d = self.d
-        cycle = _Cycle(t, d.classify(record), paused=self.has_pause and bool(d.pause(record)))
-        if cycle.key not in d.targets:
+        if f.key not in d.targets:
             raise ValidationError(
-                f"{d.name}: no target for {cycle.key!r}; known classes: "
+                f"{d.name}: no target for {f.key!r}; known classes: "
                 f"{', '.join(map(str, d.targets))}"
             )
-        if d.reclassification is Reclassification.KEEP:
-            cycle.target = d.targets[cycle.key]
+        cycle = _Cycle(t, f.key, paused=f.pause)
+        if d.reclassification is _KEEP:
+            cycle.target = d.targets[f.key]
         self.cycles.append(cycle)
-        self.started_before = True
-        if d.stop(record):  # met at the instant it started (e.g. logged already resolved)
+        if f.stop:  # met at the instant it started (e.g. logged already resolved)
             cycle.move(t, SLAStage.COMPLETED)
 
-    def reclassify(self, cycle: _Cycle, t: int, record: Any) -> None:
+    def reclassify(self, cycle: _Cycle, t: datetime, f: _Flags) -> None:
         d = self.d
-        key = d.classify(record)
-        if key is not cycle.key and key != cycle.key and d.reclassification is not _KEEP:
-            if key not in d.targets:
-                raise ValidationError(f"{d.name}: no target for {key!r}")
+        if f.key != cycle.key and d.reclassification is not _KEEP:
+            if f.key not in d.targets:
+                raise ValidationError(f"{d.name}: no target for {f.key!r}")
             if d.reclassification is Reclassification.RESTART:
                 cycle.move(t, SLAStage.CANCELLED)
-                self.attach(t, record)
+                self.attach(t, f)
                 return
-            cycle.key = key
-        cycle.move(t, _PAUSED if self.has_pause and d.pause(record) else _RUNNING)
+            cycle.key = f.key
+        cycle.move(t, _PAUSED if f.pause else _RUNNING)
 
 
 def _threshold(target: int, fraction: Fraction) -> int:
@@ -578,24 +635,29 @@ def _threshold(target: int, fraction: Fraction) -> int:
 
 
 def _reached(
-    ruler: Ruler,
-    marks: list[tuple[int, SLAStage]],
-    times: list[int],
-    positions: list[int],
-    mark: int,
-) -> int:
-    """The earliest instant at which the running spans hold ``mark`` of business time.
+    ruler: Ruler, marks: list[tuple[int, SLAStage]], positions: list[int], wanted: list[int]
+) -> list[int]:
+    """The earliest instants at which the running spans hold each of ``wanted``.
 
-    The cycle's start for a zero mark (a zero target is due at once).
+    ``wanted`` is ascending business microseconds, none above the business time run; one
+    pass over the marks finds them all.
     """
+    out: list[int] = []
+    if not wanted:
+        return out
     total = 0
+    k_wanted = 0
     for k, (a, state) in enumerate(marks):
-        if state is _RUNNING:
-            spent = positions[k + 1] - positions[k]
-            if total + spent >= mark:
-                return ruler.instant(positions[k] + mark - total, not_before=a)
-            total += spent
-    return times[0]
+        if state is not _RUNNING:
+            continue
+        spent = positions[k + 1] - positions[k]
+        while k_wanted < len(wanted) and total + spent >= wanted[k_wanted]:
+            out.append(ruler.instant(positions[k] + wanted[k_wanted] - total, not_before=a))
+            k_wanted += 1
+        if k_wanted == len(wanted):
+            return out
+        total += spent
+    return out  # pragma: no cover - every wanted mark is within the time run
 
 
 # --------------------------------------------------------------------------- results
@@ -622,8 +684,9 @@ class CycleStatus(NamedTuple):
     """When the target runs out if the clock runs from now on (pauses move it later)."""
     breached: bool
     breached_at: datetime | None
-    percent: Fraction | None
-    """Business elapsed as an exact percentage of the target (``float()`` it to display)."""
+    percent: float | None
+    """Business elapsed as a percentage of the target: one correctly rounded division of
+    integer microseconds, so exactly 100.0 at the due instant and above it once breached."""
     warnings: tuple[tuple[Fraction, datetime], ...]
     """The warning thresholds crossed, with the instant each was crossed."""
 
@@ -684,7 +747,7 @@ class SLAStatus:
     due_at = property(lambda self: self.current.due_at, doc="When the target runs out.")
     breached = property(lambda self: self.current.breached, doc="Whether the target is exceeded.")
     breached_at = property(lambda self: self.current.breached_at, doc="When it was exceeded.")
-    percent = property(lambda self: self.current.percent, doc="Exact percentage of the target.")
+    percent = property(lambda self: self.current.percent, doc="Percentage of the target.")
     warnings = property(lambda self: self.current.warnings, doc="Thresholds crossed, and when.")
 
     def __eq__(self, other: object) -> bool:
@@ -724,7 +787,7 @@ class SLAStatus:
             "due_at": c.due_at,
             "breached": c.breached,
             "breached_at": c.breached_at,
-            "percent": None if c.percent is None else float(c.percent),
+            "percent": c.percent,
             "cycles": len(self.cycles),
         }
 
