@@ -112,20 +112,16 @@ _DEFAULT_WARNINGS: Final = (Fraction(1, 2), Fraction(3, 4), Fraction(1))
 _UTC_ALWAYS: Final = BusinessCalendar.always(tz="UTC")
 
 
-def _targets(value: Mapping[Hashable, timedelta | None]) -> dict[Hashable, int | None]:
+def _targets(value: Mapping[Hashable, timedelta | None]) -> dict[Hashable, timedelta | None]:
     if not isinstance(value, Mapping) or not value:
         raise DefinitionError(
             f"targets must map classes (e.g. priorities) to timedeltas: {value!r}"
         )
-    out: dict[Hashable, int | None] = {}
     for key, target in value.items():
-        if target is None:
-            out[key] = None  # best effort: the clock counts but cannot breach
-        elif isinstance(target, timedelta) and target >= timedelta(0):
-            out[key] = target // MICROSECOND
-        else:
+        # None is best effort: the clock counts but cannot breach.
+        if target is not None and not (isinstance(target, timedelta) and target >= timedelta(0)):
             raise DefinitionError(f"target for {key!r} must be a non-negative timedelta or None")
-    return out
+    return dict(value)
 
 
 def _fractions(value: Iterable[Fraction | float | str]) -> tuple[Fraction, ...]:
@@ -153,8 +149,8 @@ class SLADefinition:
     """
 
     name: str
-    targets: dict[Hashable, int | None] = attrs.field(converter=_targets)
-    """Target per class, in microseconds of business time (``None``: no target)."""
+    targets: dict[Hashable, timedelta | None] = attrs.field(converter=_targets, hash=False)
+    """Business-time target per class (``None``: best effort, no target)."""
     calendar: BusinessCalendar = _UTC_ALWAYS
     start: Condition = _always
     stop: Condition
@@ -176,6 +172,9 @@ class SLADefinition:
     """
     _memo: dict[Any, _Flags] = attrs.field(
         factory=dict, init=False, eq=False, repr=False, hash=False
+    )
+    _target_us: dict[Hashable, int | None] = attrs.field(
+        init=False, eq=False, repr=False, hash=False
     )
 
     def flags(self, record: Any) -> _Flags:
@@ -201,6 +200,11 @@ class SLADefinition:
             raise DefinitionError(f"{self.name}: reads must name record fields, got {self.reads!r}")
         if not isinstance(self.calendar, BusinessCalendar):
             raise DefinitionError(f"{self.name}: calendar must be a BusinessCalendar")
+        object.__setattr__(
+            self,
+            "_target_us",
+            {k: None if v is None else v // MICROSECOND for k, v in self.targets.items()},
+        )
         if self.classes is not None:
             missing = [c for c in self.classes if c not in self.targets]
             if missing:
@@ -323,9 +327,10 @@ class SLADefinition:
         """The next instant after ``at`` at which the status changes by time alone.
 
         That is the next warning threshold or the breach (one microsecond after the due
-        instant), for a clock that is running; a paused, completed or cancelled clock
-        changes only when the record does, so ``None``. What a scheduler needs to wake up
-        exactly when something happens, without polling.
+        instant), for a clock that is running. ``None`` when nothing will change by time
+        alone: the clock is paused, completed or cancelled (it changes only when the record
+        does), has no target, or is breached with every warning crossed. This is what a
+        scheduler needs to wake up exactly when something happens, without polling.
         """
         now = to_us(require_aware(at, "at"), "at")
         (cycles,) = _run(record, (self,), now)
@@ -338,12 +343,12 @@ class SLADefinition:
         done = sum(self.calendar.elapsed_us(a, b) for a, b in cycle.spans(_RUNNING, now))
         marks = [_threshold(target, f) for f in self.warnings] + [target + 1]
         pending = [m - done for m in marks if m > done]
-        if not pending:  # pragma: no cover - the breach mark is always ahead of a running clock
+        if not pending:  # breached, every warning crossed: nothing more happens by time
             return None
         return from_us(self.calendar.add_us(now, min(pending)), at.tzinfo or UTC)
 
     def _target(self, cycle: _Cycle) -> int | None:
-        return self.targets.get(cycle.key) if cycle.target is _UNSET else cycle.target
+        return self._target_us.get(cycle.key) if cycle.target is _UNSET else cycle.target
 
     def _status(self, cycles: list[_Cycle], now: int, tz: Any) -> SLAStatus:
         return SLAStatus(
@@ -611,7 +616,7 @@ class _Machine:
             )
         cycle = _Cycle(t, f.key, paused=f.pause)
         if d.reclassification is _KEEP:
-            cycle.target = d.targets[f.key]
+            cycle.target = d._target_us[f.key]  # noqa: SLF001 - the definition's own table
         self.cycles.append(cycle)
         if f.stop:  # met at the instant it started (e.g. logged already resolved)
             cycle.move(t, SLAStage.COMPLETED)

@@ -1,0 +1,245 @@
+"""SLA clocks against a brute force, over random histories, calendars and policies.
+
+The brute force reads the record's timeline directly: between two consecutive events the
+record sits in one state, and the rules say whether the clock runs, is paused or does not
+count. Summing the calendar's business time over those intervals must give exactly what
+the engine reports, whatever the policy; no policy may lose or double-count a microsecond.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+from hypothesis import given
+from hypothesis import strategies as st
+
+from itsmcore import BusinessCalendar, Incident, InvalidTransitionError, Priority
+from itsmcore.sla import Reclassification, Reopen, SLADefinition, SLAStage
+
+CALENDARS = [
+    BusinessCalendar.weekly({"mon-fri": "09:00-17:00"}, tz="Europe/Berlin"),
+    BusinessCalendar.always(tz="America/New_York"),
+    BusinessCalendar.weekly({"mon-sat": "08:00-12:00,13:00-17:30"}, tz="Asia/Kolkata"),
+    BusinessCalendar.weekly({"sun-thu": "22:00-06:00"}, tz="Australia/Lord_Howe"),
+]
+TARGETS = {
+    Priority.P1: timedelta(hours=4),
+    Priority.P2: timedelta(hours=8),
+    Priority.P3: timedelta(hours=24),
+    Priority.P4: timedelta(hours=40),
+    Priority.P5: None,
+}
+# Opening instants near DST changes of the calendars' zones, and ordinary ones.
+ANCHORS = [
+    datetime(2025, 3, 29, 20, tzinfo=UTC),
+    datetime(2025, 3, 8, 20, tzinfo=UTC),
+    datetime(2025, 10, 25, 20, tzinfo=UTC),
+    datetime(2025, 11, 1, 20, tzinfo=UTC),
+    datetime(2025, 4, 5, 10, tzinfo=UTC),
+    datetime(2025, 6, 11, 7, 13, tzinfo=UTC),
+]
+REASONS = ["awaiting_caller", "awaiting_vendor", "awaiting_change", "awaiting_problem"]
+
+gaps = st.integers(min_value=0, max_value=60 * 30).map(lambda m: timedelta(minutes=m))
+verbs = st.sampled_from(
+    ["assign", "start", "hold", "resume", "reprioritize", "comment", "resolve", "reopen",
+     "cancel", "close"]
+)  # fmt: skip
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> Incident:
+    t = draw(st.sampled_from(ANCHORS)) + draw(gaps)
+    record = Incident.open(
+        id="INC1", title="x", caller="c", impact=draw(st.sampled_from([1, 2, 3])),
+        urgency=draw(st.sampled_from([1, 2, 3])), at=t, by="desk",
+    )  # fmt: skip
+    for _ in range(draw(st.integers(min_value=0, max_value=12))):
+        t += draw(gaps)
+        verb = draw(verbs)
+        try:
+            record = act(record, verb, t, draw)
+        except InvalidTransitionError:
+            continue  # not possible from this state: the workflow is tested elsewhere
+    return record
+
+
+def act(record: Incident, verb: str, t: datetime, draw: st.DrawFn) -> Incident:
+    if verb == "assign":
+        return record.assign(group=draw(st.sampled_from(["l1", "l2"])), at=t, by="d")
+    if verb == "hold":
+        return record.hold(reason=draw(st.sampled_from(REASONS)), at=t, by="s")
+    if verb == "reprioritize":
+        levels = st.sampled_from([1, 2, 3])
+        return record.reprioritize(
+            impact=draw(levels), urgency=draw(levels), reason="r", at=t, by="s"
+        )
+    if verb == "comment":
+        return record.comment(text="x", from_caller=draw(st.booleans()), at=t, by="c")
+    if verb == "resolve":
+        return record.resolve(code="duplicate", notes="n", at=t, by="s")
+    if verb in ("reopen", "cancel"):
+        return getattr(record, verb)(reason="r", at=t, by="s")
+    return getattr(record, verb)(at=t, by="s")
+
+
+@dataclass
+class Definition:
+    sla: SLADefinition
+    pause_on: frozenset[str] | None
+    reopen: Reopen
+    reclassification: Reclassification
+
+
+@st.composite
+def definitions(draw: st.DrawFn) -> Definition:
+    pause_on = draw(st.none() | st.frozensets(st.sampled_from(REASONS), min_size=1))
+    reopen = draw(st.sampled_from([Reopen.RESUME, Reopen.NEW_CYCLE]))
+    policy = draw(st.sampled_from(list(Reclassification)))
+    sla = SLADefinition.incident_resolution(
+        TARGETS, draw(st.sampled_from(CALENDARS)), pause_on=pause_on, reopen=reopen,
+        reclassification=policy,
+    )  # fmt: skip
+    return Definition(sla, pause_on, reopen, policy)
+
+
+def intervals(record: Incident, at: datetime) -> list[tuple[datetime, datetime, Incident]]:
+    """``(from, to, snapshot)`` for every stretch between events, up to ``at``."""
+    steps = [(e.at, r) for e, r in record.timeline() if e.at <= at]
+    ends = [t for t, _ in steps[1:]] + [at]
+    return [(a, b, r) for (a, r), b in zip(steps, ends, strict=True) if b > a]
+
+
+def brute_force(
+    d: Definition, record: Incident, at: datetime
+) -> tuple[timedelta, timedelta, timedelta, timedelta, datetime, Priority, Priority]:
+    """Running and paused business time, in total and for the last cycle, by reading the rules.
+
+    Returns (total run, total paused, last cycle run, last cycle paused, last cycle start,
+    class at the last cycle's start, class now).
+    """
+    cal = d.sla.calendar
+    total_run = total_paused = run = paused = timedelta(0)
+    start = record.opened_at
+    start_class = current_class = record.timeline()[0][1].priority
+    previous: Incident | None = None
+    for a, b, r in intervals(record, at):
+        # Where does a new cycle begin? At a reopen (new-cycle policy) or at a change of
+        # class (restart policy) while the clock is attached.
+        reopened = (
+            previous is not None and previous.state == "resolved" and r.state == "in_progress"
+        )
+        reclassed = (
+            previous is not None
+            and r.priority != previous.priority
+            and previous.state in ("new", "in_progress", "on_hold")
+        )
+        if (reopened and d.reopen is Reopen.NEW_CYCLE) or (
+            reclassed and d.reclassification is Reclassification.RESTART
+        ):
+            run = paused = timedelta(0)
+            start, start_class = a, r.priority
+        current_class = r.priority
+        business = cal.elapsed(a, b)
+        on_hold = r.state == "on_hold" and (d.pause_on is None or r.hold_reason in d.pause_on)
+        if r.state in ("new", "in_progress", "on_hold") and not on_hold:
+            run += business
+            total_run += business
+        elif on_hold:
+            paused += business
+            total_paused += business
+        previous = r
+    return total_run, total_paused, run, paused, start, start_class, current_class
+
+
+@given(histories(), definitions(), gaps)
+def test_the_engine_agrees_with_the_brute_force(
+    record: Incident, d: Definition, after: timedelta
+) -> None:
+    at = record.updated_at + after
+    status = d.sla.evaluate(record, at=at)
+    total_run, total_paused, run, paused, start, start_class, now_class = brute_force(d, record, at)
+    # No policy loses or double-counts time: the cycles partition it.
+    assert sum((c.business_elapsed for c in status.cycles), timedelta(0)) == total_run
+    assert sum((c.business_paused for c in status.cycles), timedelta(0)) == total_paused
+    # The current cycle.
+    assert status.business_elapsed == run
+    assert status.business_paused == paused
+    assert status.started_at == start
+    key = start_class if d.reclassification is Reclassification.KEEP else now_class
+    assert status.key == key
+    target = TARGETS[key]
+    assert status.target == target
+    last = record.timeline()[-1][1]
+    expected_stage = {
+        "resolved": SLAStage.COMPLETED,
+        "closed": SLAStage.COMPLETED,
+        "canceled": SLAStage.CANCELLED,
+    }.get(last.state)
+    if expected_stage is None:
+        held = last.state == "on_hold" and (d.pause_on is None or last.hold_reason in d.pause_on)
+        expected_stage = SLAStage.PAUSED if held else SLAStage.IN_PROGRESS
+    assert status.stage is expected_stage
+    if target is None:
+        assert (status.breached, status.due_at, status.remaining) == (False, None, None)
+        return
+    assert status.remaining == target - run
+    assert status.breached == (run > target)
+    assert status.due_at is not None
+    if status.breached:
+        assert status.breached_at == status.due_at
+        # The due instant is when the running time first reached the target.
+        assert d.sla.evaluate(record, at=status.due_at).business_elapsed == target
+        assert status.percent is not None
+        assert status.percent > 100.0
+    elif status.stage in (SLAStage.IN_PROGRESS, SLAStage.PAUSED):
+        assert d.sla.calendar.elapsed(at, status.due_at) == target - run
+
+
+@given(histories(), definitions())
+def test_due_at_never_moves_earlier_while_paused(record: Incident, d: Definition) -> None:
+    first = d.sla.evaluate(record, at=record.updated_at)
+    if first.stage is not SLAStage.PAUSED or first.target is None:
+        return
+    dues = [
+        d.sla.evaluate(record, at=record.updated_at + k * timedelta(hours=7)).due_at
+        for k in range(6)
+    ]
+    assert dues == sorted(dues)  # type: ignore[type-var]
+
+
+@given(histories(), definitions(), gaps)
+def test_declared_reads_only_speed_things_up(
+    record: Incident, d: Definition, after: timedelta
+) -> None:
+    at = record.updated_at + after
+    plain = attrs.evolve(d.sla, reads=None)
+    assert d.sla.evaluate(record, at=at) == plain.evaluate(record, at=at)
+    assert d.sla.next_event_at(record, at=at) == plain.next_event_at(record, at=at)
+
+
+@given(histories(), definitions(), gaps)
+def test_next_event_at_is_when_the_status_next_changes(
+    record: Incident, d: Definition, after: timedelta
+) -> None:
+    at = record.updated_at + after
+    status = d.sla.evaluate(record, at=at)
+    wake = d.sla.next_event_at(record, at=at)
+    if status.stage is not SLAStage.IN_PROGRESS or status.target is None or status.breached:
+        # Paused, finished, without target, or already breached past every warning:
+        # nothing more changes by time alone.
+        assert wake is None
+        return
+    assert wake is not None
+    assert wake > at
+    before = d.sla.evaluate(record, at=wake - timedelta(microseconds=1))
+    after_wake = d.sla.evaluate(record, at=wake)
+
+    def flags(s: Any) -> tuple[Any, ...]:
+        return (s.breached, len(s.warnings))
+
+    assert flags(before) == flags(status)
+    assert flags(after_wake) != flags(status)
