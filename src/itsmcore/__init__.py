@@ -19,6 +19,7 @@ from itsmcore.incident import (
     ResolutionCode,
 )
 from itsmcore.priority import Impact, Level, Priority, PriorityMatrix, Urgency
+from itsmcore.sla import SLADefinition, SLAStage, SLAStatus
 from itsmcore.workflow import Transition, Workflow
 
 __all__ = [
@@ -40,6 +41,9 @@ __all__ = [
     "Priority",
     "PriorityMatrix",
     "ResolutionCode",
+    "SLADefinition",
+    "SLAStage",
+    "SLAStatus",
     "SystemClock",
     "Transition",
     "Urgency",
