@@ -20,7 +20,7 @@ from collections.abc import Container, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from itertools import pairwise, repeat
 from operator import floordiv, sub
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import attrs
 
@@ -32,6 +32,7 @@ __all__ = ["BusinessCalendar", "Ruler"]
 _DAY_NAMES: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DAY_S: Final = 86_400
 _WEEK_US: Final = 7 * _DAY_S * US_PER_SECOND
+_ZERO: Final = timedelta(0)
 _TIME_RE: Final = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 # The instants business time is counted between: what a datetime can represent, less a few
 # days of slack so that expanding the local days around an instant never overflows.
@@ -252,6 +253,7 @@ class _Index:
         "hi",
         "intervals",
         "lo",
+        "mirror",
         "ruler",
         "starts",
     )
@@ -270,11 +272,31 @@ class _Index:
             self.cum_end.append(total)
         self._np: tuple[Any, ...] | None = None
         self.ruler: Ruler | None = None
+        self.mirror: _Mirror | None = None
 
     def position(self, t: int) -> int:
         """Open microseconds from ``lo`` up to ``t`` (``lo <= t < hi``)."""
         i = bisect_right(self.starts, t) - 1
         return self.base[i] + t if t < self.ends[i] else self.cum_end[i]
+
+    def timedeltas(self) -> _Mirror:
+        """The index as timedeltas since the epoch, for the scalar hot path.
+
+        Built once, on first use: comparing and adding timedeltas directly saves converting
+        every datetime argument to an integer and every answer back.
+        """
+        mirror = self.mirror
+        if mirror is None:
+            td = MICROSECOND.__mul__
+            mirror = self.mirror = _Mirror(
+                td(self.lo),
+                td(self.hi),
+                [td(x) for x in self.starts],
+                [td(x) for x in self.ends],
+                [td(x) for x in self.base],
+                [td(x) for x in self.cum_end],
+            )
+        return mirror
 
     def arrays(self) -> tuple[Any, ...]:
         """The index as numpy arrays (built once, on first vectorised use)."""
@@ -286,6 +308,17 @@ class _Index:
                 for a in (self.starts, self.ends, self.cum, self.cum_end, self.base)
             )
         return self._np
+
+
+class _Mirror(NamedTuple):
+    """An index's bounds and columns as timedeltas since the epoch."""
+
+    lo: timedelta
+    hi: timedelta
+    starts: list[timedelta]
+    ends: list[timedelta]
+    base: list[timedelta]
+    cum_end: list[timedelta]
 
 
 class _Cache:
@@ -568,21 +601,23 @@ class BusinessCalendar:
         datetime.timedelta(seconds=82800)
         """
         try:
-            a = (start - EPOCH) // MICROSECOND
-            b = (end - EPOCH) // MICROSECOND
+            a = start - EPOCH
+            b = end - EPOCH
         except TypeError:
             require_aware(start, "start")
             require_aware(end, "end")
             raise
         index = self._cache.index
-        if index is None or a < index.lo or b < index.lo or a >= index.hi or b >= index.hi:
-            index = self._cover(min(a, b), max(a, b))
-        starts = index.starts
+        m = index.mirror if index is not None else None
+        if m is None or a < m.lo or b < m.lo or a >= m.hi or b >= m.hi:
+            m = self._index_for(min(a, b) // MICROSECOND, max(a, b) // MICROSECOND).timedeltas()
+        # Positions as timedeltas: two binary searches, no integer conversion either way.
+        starts = m.starts
         i = bisect_right(starts, a) - 1
         j = bisect_right(starts, b) - 1
-        pos_a = index.base[i] + a if a < index.ends[i] else index.cum_end[i]
-        pos_b = index.base[j] + b if b < index.ends[j] else index.cum_end[j]
-        return MICROSECOND * (pos_b - pos_a)
+        pos_a = m.base[i] + a if a < m.ends[i] else m.cum_end[i]
+        pos_b = m.base[j] + b if b < m.ends[j] else m.cum_end[j]
+        return pos_b - pos_a
 
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """The earliest instant at which ``duration`` of business time has passed since ``start``.
@@ -601,16 +636,27 @@ class BusinessCalendar:
         '2025-03-03T09:00:00+01:00'
         """
         try:
-            a = (start - EPOCH) // MICROSECOND
+            a = start - EPOCH
         except TypeError:
             require_aware(start, "start")
             raise
         if not isinstance(duration, timedelta):
             raise ValidationError(f"duration must be a timedelta, got {type(duration).__name__}")
-        d = duration // MICROSECOND
-        if d == 0:
+        if not duration:
             return start
-        return from_us(self.add_us(a, d), start.tzinfo or UTC)
+        tz = start.tzinfo or UTC
+        index = self._cache.index
+        m = index.mirror if index is not None else None
+        if m is not None and duration > _ZERO and m.lo <= a < m.hi:
+            # The common case, on the timedelta mirror: the answer lies in the index.
+            i = bisect_right(m.starts, a) - 1
+            target = (m.base[i] + a if a < m.ends[i] else m.cum_end[i]) + duration
+            k = bisect_left(m.cum_end, target)
+            if k < len(m.starts):
+                return (EPOCH + (target - m.base[k])).astimezone(tz)
+        result = self.add_us(a // MICROSECOND, duration // MICROSECOND)
+        self._index_for(result, result).timedeltas()  # warm the mirror for the next call
+        return from_us(result, tz)
 
     def elapsed_us(self, start: int, end: int) -> int:
         """``elapsed`` on the integer time line: microseconds since the epoch in and out.
