@@ -1,0 +1,252 @@
+"""What every store shares: the unit of work, the repositories, and event (de)serialization.
+
+A backend only loads rows, answers queries and writes a batch of changes atomically; the
+unit of work above it tracks which version each record was loaded at, stages adds and
+saves, and turns records into rows and back. So the stores cannot drift apart in meaning.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Self
+
+import attrs
+import cattrs
+
+from itsmcore._time import to_us
+from itsmcore.errors import NotFoundError, ValidationError
+from itsmcore.events import Event, event_type
+from itsmcore.repository import Query, RecordKind, kinds, make_query
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+__all__ = ["Backend", "Change", "EventRow", "Session", "UnitOfWorkBase"]
+
+
+class EventRow(NamedTuple):
+    """One stored event: ``(version, type, schema version, at in µs, by, JSON data)``."""
+
+    version: int
+    type: str
+    schema_version: int
+    at: int
+    by: str
+    data: str
+
+
+class Change(NamedTuple):
+    """What a commit writes for one record: new events on top of ``base`` and its columns."""
+
+    kind: str
+    record_id: str
+    base: int
+    events: list[EventRow]
+    columns: dict[str, object]
+
+
+class Session(Protocol):
+    """A backend's connection for one unit of work."""
+
+    def load(self, kind: str, record_id: str) -> list[EventRow]:
+        """The record's rows, oldest first; empty if there is no such record."""
+        ...
+
+    def load_many(self, kind: str, record_ids: Sequence[str]) -> dict[str, list[EventRow]]:
+        """Rows of several records."""
+        ...
+
+    def query(self, kind: str, query: Query) -> list[str]:
+        """Ids of the records matching ``query``, ordered and paged."""
+        ...
+
+    def write(self, changes: Sequence[Change]) -> None:
+        """Write all changes in one transaction, or raise ``ConcurrencyError`` and none."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...
+
+
+class Backend(Protocol):
+    """A store's storage: hands out one session per unit of work."""
+
+    def session(self) -> Session: ...
+
+
+# --------------------------------------------------------------------------- (de)serialization
+
+_converter = cattrs.Converter()
+_converter.register_unstructure_hook(datetime, lambda d: d.isoformat())
+_converter.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
+_resolved: set[type] = set()
+
+
+def encode(version: int, event: Event) -> EventRow:
+    """An event as a row: its fields as JSON, its type and schema version alongside."""
+    data = _converter.unstructure(event)
+    return EventRow(version, event.type, event.version, to_us(event.at), event.by, json.dumps(data))
+
+
+def decode(kind: str, record_id: str, row: EventRow) -> Event:
+    """A row back into its event class (``ValidationError`` naming the row if it cannot)."""
+    where = f"{kind} {record_id!r}, stored event {row.version}"
+    try:
+        cls = event_type(row.type)
+    except ValidationError as exc:
+        raise ValidationError(f"{where}: {exc}") from None
+    if cls not in _resolved:
+        attrs.resolve_types(cls)
+        _resolved.add(cls)
+    try:
+        data = json.loads(row.data)
+    except ValueError as exc:
+        raise ValidationError(f"{where}: its data is not JSON ({exc})") from None
+    if row.schema_version != cls.version:
+        upcast = getattr(cls, "upcast", None)
+        if upcast is None:
+            raise ValidationError(
+                f"{where}: schema version {row.schema_version} of {row.type!r} cannot be "
+                f"read by this release (version {cls.version}); it needs an upcast"
+            )
+        data = upcast(data, row.schema_version)
+    try:
+        return _converter.structure(data, cls)
+    except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as exc:
+        raise ValidationError(f"{where}: its data does not fit {row.type!r} ({exc})") from None
+
+
+# --------------------------------------------------------------------------- unit of work
+
+
+class _Loaded(NamedTuple):
+    version: int
+    last: Event | None
+
+
+class _Repository:
+    """One kind's records through one unit of work (see ``itsmcore.repository.Repository``)."""
+
+    def __init__(self, uow: UnitOfWorkBase, kind: RecordKind[Any]) -> None:
+        self._uow = uow
+        self._kind = kind
+
+    def _key(self, record_id: str) -> tuple[str, str]:
+        return (self._kind.name, record_id)
+
+    def _check(self, record: Any) -> str:
+        if not isinstance(record, self._kind.cls):
+            raise ValidationError(
+                f"{self._kind.name} holds {self._kind.cls.__name__} records, "
+                f"not {type(record).__name__}"
+            )
+        return str(record.id)
+
+    def _rebuild(self, record_id: str, rows: list[EventRow]) -> Any:
+        events = [decode(self._kind.name, record_id, row) for row in rows]
+        for expected, row in enumerate(rows, start=1):
+            if row.version != expected:
+                raise ValidationError(
+                    f"{self._kind.name} {record_id!r}: stored history has a gap at {expected}"
+                )
+        record = self._kind.replay(events)
+        self._uow.loaded[self._key(record_id)] = _Loaded(len(events), events[-1])
+        return record
+
+    def get(self, record_id: str) -> Any:
+        staged = self._uow.staged.get(self._key(record_id))
+        if staged is not None:
+            return staged[1]
+        rows = self._uow.session.load(self._kind.name, record_id)
+        if not rows:
+            raise NotFoundError(record_id, kind=self._kind.cls.__name__.lower())
+        return self._rebuild(record_id, rows)
+
+    def add(self, record: Any) -> None:
+        record_id = self._check(record)
+        key = self._key(record_id)
+        if key in self._uow.loaded or key in self._uow.staged:
+            raise ValidationError(f"{record_id!r} is already in this unit of work; save it")
+        self._uow.staged[key] = (0, record)
+
+    def save(self, record: Any) -> None:
+        record_id = self._check(record)
+        key = self._key(record_id)
+        staged = self._uow.staged.get(key)
+        loaded = self._uow.loaded.get(key)
+        if staged is None and loaded is None:
+            raise ValidationError(
+                f"{record_id!r} was not loaded in this unit of work: get() it, change it, save it"
+            )
+        base = staged[0] if staged is not None else loaded.version  # type: ignore[union-attr]
+        known = staged[1].version if staged is not None else base
+        if record.version < known:
+            raise ValidationError(f"{record_id!r} version {record.version} is older than {known}")
+        if (
+            loaded is not None
+            and loaded.version
+            and (record.history[loaded.version - 1] != loaded.last)
+        ):
+            raise ValidationError(f"{record_id!r} is not a later version of the record loaded")
+        if record.version > base or staged is not None:
+            self._uow.staged[key] = (base, record)
+
+    def find(self, **filters: Any) -> list[Any]:
+        query = make_query(**filters)
+        session = self._uow.session
+        ids = session.query(self._kind.name, query)
+        rows = session.load_many(self._kind.name, ids)
+        return [
+            self._rebuild(record_id, rows[record_id]) for record_id in ids if rows.get(record_id)
+        ]
+
+    def history(self, record_id: str) -> tuple[Event, ...]:
+        rows = self._uow.session.load(self._kind.name, record_id)
+        if not rows:
+            raise NotFoundError(record_id, kind=self._kind.cls.__name__.lower())
+        return tuple(decode(self._kind.name, record_id, row) for row in rows)
+
+
+class UnitOfWorkBase:
+    """One transaction over every registered record kind; a context manager."""
+
+    def __init__(self, session: Session, record_kinds: Iterable[RecordKind[Any]] | None) -> None:
+        self.session = session
+        self.loaded: dict[tuple[str, str], _Loaded] = {}
+        self.staged: dict[tuple[str, str], tuple[int, Any]] = {}
+        self._kinds = {k.name: k for k in (kinds() if record_kinds is None else record_kinds)}
+        for name, kind in self._kinds.items():
+            setattr(self, name, _Repository(self, kind))
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names not set in __init__: a kind nobody registered.
+        raise AttributeError(
+            f"no record kind {name!r} is registered; known: {', '.join(self._kinds)}"
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.rollback()
+        self.session.close()
+
+    def commit(self) -> None:
+        """Write every staged change in one transaction, or raise and write nothing."""
+        changes = []
+        for (kind, record_id), (base, record) in self.staged.items():
+            new = record.history[base:]
+            rows = [encode(base + k, e) for k, e in enumerate(new, start=1)]
+            columns = dict(self._kinds[kind].columns(record))
+            changes.append(Change(kind, record_id, base, rows, columns))
+        if changes:
+            self.session.write(changes)
+        for (kind, record_id), (_, record) in self.staged.items():
+            self.loaded[kind, record_id] = _Loaded(record.version, record.history[-1])
+        self.staged.clear()
+
+    def rollback(self) -> None:
+        """Discard every staged change (what was committed stays)."""
+        self.staged.clear()

@@ -1,0 +1,111 @@
+"""An in-memory store: thread-safe, for tests, demos and embedding without a database.
+
+It keeps the same rows a database would (events serialized as JSON), so it behaves exactly
+like the SQL stores, down to refusing a corrupted row.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from itsmcore.errors import ConcurrencyError
+from itsmcore.storage._core import Change, EventRow, UnitOfWorkBase
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from itsmcore.repository import Query, RecordKind, UnitOfWork
+
+__all__ = ["InMemoryStore"]
+
+
+class InMemoryStore:
+    """Records and their histories in this process's memory.
+
+    >>> from datetime import UTC, datetime
+    >>> from itsmcore import Incident
+    >>> store = InMemoryStore()
+    >>> t = datetime(2025, 3, 3, 9, tzinfo=UTC)
+    >>> with store.unit_of_work() as uow:
+    ...     uow.incidents.add(Incident.open(id="INC1", title="VPN down", caller="mia",
+    ...                                     impact=1, urgency=1, at=t, by="desk"))
+    ...     uow.commit()
+    >>> with store.unit_of_work() as uow:
+    ...     uow.incidents.get("INC1").priority.name
+    'P1'
+    """
+
+    def __init__(self, *, kinds: Iterable[RecordKind[Any]] | None = None) -> None:
+        self._kinds = None if kinds is None else tuple(kinds)
+        self._lock = threading.Lock()
+        self._events: dict[tuple[str, str], list[EventRow]] = {}
+        self._columns: dict[tuple[str, str], dict[str, object]] = {}
+
+    def unit_of_work(self) -> UnitOfWork:
+        """A new unit of work (one transaction); use it in a ``with`` block."""
+        return UnitOfWorkBase(_MemorySession(self), self._kinds)
+
+
+class _MemorySession:
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+
+    def load(self, kind: str, record_id: str) -> list[EventRow]:
+        with self._store._lock:  # noqa: SLF001 - the store's own session
+            return list(self._store._events.get((kind, record_id), ()))  # noqa: SLF001
+
+    def load_many(self, kind: str, record_ids: Sequence[str]) -> dict[str, list[EventRow]]:
+        with self._store._lock:  # noqa: SLF001
+            events = self._store._events  # noqa: SLF001
+            return {i: list(events.get((kind, i), ())) for i in record_ids}
+
+    def query(self, kind: str, query: Query) -> list[str]:
+        with self._store._lock:  # noqa: SLF001
+            rows = [
+                (record_id, columns)
+                for (k, record_id), columns in self._store._columns.items()  # noqa: SLF001
+                if k == kind and _matches(columns, query)
+            ]
+
+        def order(row: tuple[str, dict[str, object]]) -> tuple[bool, Any, str]:
+            value = row[0] if query.order_by == "id" else row[1][query.order_by]
+            return (value is None, value, row[0])  # None last, then by id
+
+        rows.sort(key=order, reverse=query.descending)
+        end = None if query.limit is None else query.offset + query.limit
+        return [record_id for record_id, _ in rows[query.offset : end]]
+
+    def write(self, changes: Sequence[Change]) -> None:
+        store = self._store
+        with store._lock:  # noqa: SLF001
+            for change in changes:  # check everything before writing anything
+                actual = len(store._events.get((change.kind, change.record_id), ()))  # noqa: SLF001
+                if actual != change.base:
+                    raise ConcurrencyError(change.record_id, change.base, actual)
+            for change in changes:
+                key = (change.kind, change.record_id)
+                store._events.setdefault(key, []).extend(change.events)  # noqa: SLF001
+                store._columns[key] = dict(change.columns)  # noqa: SLF001
+
+    def close(self) -> None:
+        pass
+
+
+def _int(value: object) -> int:
+    assert isinstance(value, int)  # noqa: S101 - opened_at is stored as microseconds
+    return value
+
+
+def _matches(columns: dict[str, object], query: Query) -> bool:
+    checks = (
+        query.state is None or columns["state"] in query.state,
+        query.priority is None or columns["priority"] in query.priority,
+        query.assignment_group is None or columns["assignment_group"] == query.assignment_group,
+        query.assignee is None or columns["assignee"] == query.assignee,
+        query.service is None or columns["service"] == query.service,
+        query.ci is None or columns["ci"] == query.ci,
+        query.opened_from is None or _int(columns["opened_at"]) >= query.opened_from,
+        query.opened_until is None or _int(columns["opened_at"]) < query.opened_until,
+    )
+    return all(checks)

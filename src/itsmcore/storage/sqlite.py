@@ -1,0 +1,200 @@
+"""A SQLite store (stdlib ``sqlite3``): the embedded default for demos and notebooks.
+
+The database runs in WAL mode, so readers never wait for the writer. The schema is created
+on first use and versioned. A commit takes the write lock (``BEGIN IMMEDIATE``), checks
+every record's stored version, appends the events (keyed by ``(kind, record id, version)``,
+so two writers can never both land) and updates the indexed row, all in one transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING, Any, Final
+
+from itsmcore.errors import ConcurrencyError, ValidationError
+from itsmcore.repository import COLUMNS, Query, RecordKind, UnitOfWork
+from itsmcore.storage._core import Change, EventRow, UnitOfWorkBase
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from pathlib import Path
+
+__all__ = ["SQLiteStore"]
+
+SCHEMA_VERSION: Final = 1
+
+_SCHEMA: Final = [
+    """CREATE TABLE IF NOT EXISTS itsm_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS itsm_records (
+        kind TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
+        state TEXT, priority INTEGER, assignment_group TEXT, assignee TEXT,
+        service TEXT, ci TEXT, opened_at INTEGER,
+        PRIMARY KEY (kind, id))""",
+    """CREATE TABLE IF NOT EXISTS itsm_events (
+        kind TEXT NOT NULL, record_id TEXT NOT NULL, version INTEGER NOT NULL,
+        type TEXT NOT NULL, schema_version INTEGER NOT NULL, at INTEGER NOT NULL,
+        by TEXT NOT NULL, data TEXT NOT NULL,
+        PRIMARY KEY (kind, record_id, version))""",
+    *(f"CREATE INDEX IF NOT EXISTS itsm_records_{c} ON itsm_records (kind, {c})" for c in COLUMNS),
+]
+
+_BUSY_TIMEOUT_S: Final = 30.0
+
+
+class SQLiteStore:
+    """Records and their histories in a SQLite file.
+
+    ``":memory:"`` is refused: each unit of work opens its own connection, and those would
+    not share an in-memory database (use ``InMemoryStore``).
+
+    >>> import tempfile, pathlib
+    >>> from datetime import UTC, datetime
+    >>> from itsmcore import Incident
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "desk.sqlite3"
+    >>> store = SQLiteStore(path)
+    >>> t = datetime(2025, 3, 3, 9, tzinfo=UTC)
+    >>> with store.unit_of_work() as uow:
+    ...     uow.incidents.add(Incident.open(id="INC1", title="VPN down", caller="mia",
+    ...                                     impact=2, urgency=1, at=t, by="desk"))
+    ...     uow.commit()
+    >>> with store.unit_of_work() as uow:
+    ...     [i.id for i in uow.incidents.find(priority=2)]
+    ['INC1']
+    """
+
+    def __init__(self, path: str | Path, *, kinds: Iterable[RecordKind[Any]] | None = None) -> None:
+        if str(path) == ":memory:" or not str(path):
+            raise ValidationError("SQLiteStore needs a file path; use InMemoryStore in memory")
+        self.path = str(path)
+        self._kinds = None if kinds is None else tuple(kinds)
+        with _connect(self.path) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            row = conn.execute("SELECT value FROM itsm_meta WHERE key='schema'").fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO itsm_meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
+                )
+            elif int(row[0]) > SCHEMA_VERSION:
+                conn.execute("ROLLBACK")
+                raise ValidationError(
+                    f"{self.path} has schema version {row[0]}, newer than this release "
+                    f"({SCHEMA_VERSION}); upgrade itsmcore"
+                )
+            conn.execute("COMMIT")
+
+    def unit_of_work(self) -> UnitOfWork:
+        """A new unit of work with its own connection; use it in a ``with`` block."""
+        return UnitOfWorkBase(_SQLiteSession(self.path), self._kinds)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    # Autocommit mode: transactions are begun explicitly, so reads never hold locks.
+    conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+    conn.execute("PRAGMA synchronous=NORMAL")  # durable across crashes of the process in WAL
+    return conn
+
+
+_EVENTS: Final = (
+    "SELECT version, type, schema_version, at, by, data FROM itsm_events "
+    "WHERE kind = ? AND record_id = ? ORDER BY version"
+)
+
+
+class _SQLiteSession:
+    def __init__(self, path: str) -> None:
+        self._conn = _connect(path)
+
+    def load(self, kind: str, record_id: str) -> list[EventRow]:
+        return [EventRow(*row) for row in self._conn.execute(_EVENTS, (kind, record_id))]
+
+    def load_many(self, kind: str, record_ids: Sequence[str]) -> dict[str, list[EventRow]]:
+        out: dict[str, list[EventRow]] = {i: [] for i in record_ids}
+        ids = list(out)
+        for start in range(0, len(ids), 500):  # stay under SQLite's parameter limit
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                "SELECT record_id, version, type, schema_version, at, by, data FROM itsm_events "  # noqa: S608 - only placeholders are interpolated
+                f"WHERE kind = ? AND record_id IN ({marks}) ORDER BY record_id, version",
+                (kind, *chunk),
+            )
+            for record_id, *rest in rows:
+                out[record_id].append(EventRow(*rest))
+        return out
+
+    def query(self, kind: str, query: Query) -> list[str]:
+        where, params = _where(kind, query)
+        order = "id" if query.order_by == "id" else query.order_by  # a checked column name
+        direction = "DESC" if query.descending else "ASC"
+        sql = (
+            f"SELECT id FROM itsm_records WHERE {where} "  # noqa: S608 - names are whitelisted
+            f"ORDER BY {order} IS NULL, {order} {direction}, id {direction} "
+            "LIMIT ? OFFSET ?"
+        )
+        limit = -1 if query.limit is None else query.limit
+        return [row[0] for row in self._conn.execute(sql, (*params, limit, query.offset))]
+
+    def write(self, changes: Sequence[Change]) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for change in changes:
+                _check_version(conn, change)
+                conn.executemany(
+                    "INSERT INTO itsm_events (kind, record_id, version, type, schema_version,"
+                    " at, by, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(change.kind, change.record_id, *e) for e in change.events],
+                )
+                values = [change.columns.get(c) for c in COLUMNS]
+                conn.execute(
+                    "INSERT INTO itsm_records (kind, id, version, state, priority,"
+                    " assignment_group, assignee, service, ci, opened_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version,"
+                    " state = excluded.state, priority = excluded.priority,"
+                    " assignment_group = excluded.assignment_group,"
+                    " assignee = excluded.assignee, service = excluded.service,"
+                    " ci = excluded.ci, opened_at = excluded.opened_at",
+                    (change.kind, change.record_id, change.base + len(change.events), *values),
+                )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _check_version(conn: sqlite3.Connection, change: Change) -> None:
+    row = conn.execute(
+        "SELECT version FROM itsm_records WHERE kind = ? AND id = ?",
+        (change.kind, change.record_id),
+    ).fetchone()
+    actual = 0 if row is None else row[0]
+    if actual != change.base:
+        raise ConcurrencyError(change.record_id, change.base, actual)
+
+
+def _where(kind: str, query: Query) -> tuple[str, list[object]]:
+    clauses: list[str] = ["kind = ?"]
+    params: list[object] = [kind]
+    for column, values in (("state", query.state), ("priority", query.priority)):
+        if values is not None:
+            clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+            params.extend(values)
+    for column in ("assignment_group", "assignee", "service", "ci"):
+        value = getattr(query, column)
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if query.opened_from is not None:
+        clauses.append("opened_at >= ?")
+        params.append(query.opened_from)
+    if query.opened_until is not None:
+        clauses.append("opened_at < ?")
+        params.append(query.opened_until)
+    return " AND ".join(clauses), params

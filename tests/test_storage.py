@@ -1,0 +1,112 @@
+"""Every store runs the shared contract; SQLite also across processes and through crashes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from itsmcore.errors import ConcurrencyError
+from itsmcore.storage import InMemoryStore, SQLiteStore
+from itsmcore.testing import T0, RepositoryContract, _opened
+
+
+class TestInMemoryStore(RepositoryContract):
+    def make_store(self, tmp_path: Path) -> Any:
+        return InMemoryStore()
+
+    def corrupt_event(self, store: Any, record_id: str, version: int) -> None:
+        rows = store._events["incidents", record_id]
+        rows[version - 1] = rows[version - 1]._replace(type="incident.teleported")
+
+
+class TestSQLiteStore(RepositoryContract):
+    def make_store(self, tmp_path: Path) -> Any:
+        return SQLiteStore(tmp_path / "desk.sqlite3")
+
+    def corrupt_event(self, store: Any, record_id: str, version: int) -> None:
+        with sqlite3.connect(store.path) as conn:
+            conn.execute(
+                "UPDATE itsm_events SET type = 'incident.teleported' "
+                "WHERE kind = 'incidents' AND record_id = ? AND version = ?",
+                (record_id, version),
+            )
+
+
+def _comment_many(path: str, name: str, count: int) -> None:
+    store = SQLiteStore(path)
+    done = 0
+    while done < count:
+        with store.unit_of_work() as uow:
+            record = uow.incidents.get("INC1")
+            uow.incidents.save(record.comment(text=name, at=T0, by=name))
+            try:
+                uow.commit()
+            except ConcurrencyError:
+                continue
+            done += 1
+
+
+def test_processes_updating_one_record_lose_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "desk.sqlite3")
+    store = SQLiteStore(path)
+    with store.unit_of_work() as uow:
+        uow.incidents.add(_opened("INC1"))
+        uow.commit()
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_comment_many, args=(path, f"p{k}", 8)) for k in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+        assert w.exitcode == 0
+    with store.unit_of_work() as uow:
+        history = uow.incidents.history("INC1")
+    assert len(history) == 1 + 3 * 8
+    assert sorted(e.by for e in history[1:]) == sorted(f"p{k}" for k in range(3) for _ in range(8))
+
+
+def _die_mid_commit(path: str, ready: Any) -> None:
+    """Write half a unit of work inside an open transaction, then get killed."""
+    store = SQLiteStore(path)
+    with store.unit_of_work() as uow:
+        uow.incidents.save(uow.incidents.get("INC1").start(at=T0, by="doomed"))
+        uow.incidents.add(_opened("INC2"))
+        session = uow.session
+        conn = session._conn
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "INSERT INTO itsm_events (kind, record_id, version, type, schema_version, at, by, data)"
+            " VALUES ('incidents', 'INC1', 2, 'incident.started', 1, 0, 'doomed', '{}')"
+        )
+        ready.set()
+        signal.pause()  # killed here, mid-transaction
+
+
+@pytest.mark.skipif(not hasattr(signal, "pause"), reason="needs POSIX signals")
+def test_a_process_killed_mid_unit_of_work_leaves_the_last_commit(tmp_path: Path) -> None:
+    path = str(tmp_path / "desk.sqlite3")
+    store = SQLiteStore(path)
+    with store.unit_of_work() as uow:
+        uow.incidents.add(_opened("INC1"))
+        uow.commit()
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    child = context.Process(target=_die_mid_commit, args=(path, ready))
+    child.start()
+    assert ready.wait(timeout=60)
+    os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    child.join(timeout=60)
+    assert child.exitcode == -signal.SIGKILL
+    with store.unit_of_work() as uow:
+        assert uow.incidents.get("INC1").version == 1
+        assert uow.incidents.find() == [uow.incidents.get("INC1")]
+        uow.incidents.save(uow.incidents.get("INC1").start(at=T0, by="survivor"))
+        uow.commit()  # the write lock died with the process
+    with store.unit_of_work() as uow:
+        assert uow.incidents.get("INC1").history[-1].by == "survivor"
