@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from itsmcore.errors import ConcurrencyError
-from itsmcore.storage import InMemoryStore, SQLiteStore
+from itsmcore.storage import InMemoryStore, PostgresStore, SQLiteStore
 from itsmcore.testing import T0, RepositoryContract, _opened
 
 
@@ -110,3 +110,28 @@ def test_a_process_killed_mid_unit_of_work_leaves_the_last_commit(tmp_path: Path
         uow.commit()  # the write lock died with the process
     with store.unit_of_work() as uow:
         assert uow.incidents.get("INC1").history[-1].by == "survivor"
+
+
+class TestPostgresStore(RepositoryContract):
+    @pytest.fixture(autouse=True)
+    def _server(self, postgres_dsn: str) -> None:
+        self.dsn = postgres_dsn
+
+    def make_store(self, tmp_path: Path) -> Any:
+        import psycopg  # noqa: PLC0415
+
+        name = f"itsm_{tmp_path.name.lower().replace('-', '_')[-40:]}_{os.getpid()}"
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name}")
+            conn.execute(f"CREATE DATABASE {name}")
+        return PostgresStore(self.dsn.replace("dbname=postgres", f"dbname={name}"))
+
+    def corrupt_event(self, store: Any, record_id: str, version: int) -> None:
+        import psycopg  # noqa: PLC0415
+
+        with psycopg.connect(store.dsn, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE itsm_events SET type = 'incident.teleported' "
+                "WHERE kind = 'incidents' AND record_id = %s AND version = %s",
+                (record_id, version),
+            )

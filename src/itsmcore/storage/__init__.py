@@ -6,6 +6,7 @@
 """
 
 from itsmcore.storage.memory import InMemoryStore
+from itsmcore.storage.postgres import PostgresStore
 from itsmcore.storage.sqlite import SQLiteStore
 
-__all__ = ["InMemoryStore", "SQLiteStore"]
+__all__ = ["InMemoryStore", "PostgresStore", "SQLiteStore"]
