@@ -38,8 +38,12 @@ class TestSQLiteStore(RepositoryContract):
             )
 
 
-def _comment_many(path: str, name: str, count: int) -> None:
-    store = SQLiteStore(path)
+def _open_store(target: str) -> Any:
+    return PostgresStore(target) if target.startswith("host=") else SQLiteStore(target)
+
+
+def _comment_many(target: str, name: str, count: int) -> None:
+    store = _open_store(target)
     done = 0
     while done < count:
         with store.unit_of_work() as uow:
@@ -52,14 +56,21 @@ def _comment_many(path: str, name: str, count: int) -> None:
             done += 1
 
 
-def test_processes_updating_one_record_lose_nothing(tmp_path: Path) -> None:
-    path = str(tmp_path / "desk.sqlite3")
-    store = SQLiteStore(path)
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a store lives, for tests that need several processes: a path or a DSN."""
+    if request.param == "sqlite":
+        return str(tmp_path / "desk.sqlite3")
+    return str(request.getfixturevalue("postgres_database"))
+
+
+def test_processes_updating_one_record_lose_nothing(database: str) -> None:
+    store = _open_store(database)
     with store.unit_of_work() as uow:
         uow.incidents.add(_opened("INC1"))
         uow.commit()
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_comment_many, args=(path, f"p{k}", 8)) for k in range(3)]
+    workers = [context.Process(target=_comment_many, args=(database, f"p{k}", 8)) for k in range(3)]
     for w in workers:
         w.start()
     for w in workers:
@@ -71,33 +82,32 @@ def test_processes_updating_one_record_lose_nothing(tmp_path: Path) -> None:
     assert sorted(e.by for e in history[1:]) == sorted(f"p{k}" for k in range(3) for _ in range(8))
 
 
-def _die_mid_commit(path: str, ready: Any) -> None:
+def _die_mid_commit(target: str, ready: Any) -> None:
     """Write half a unit of work inside an open transaction, then get killed."""
-    store = SQLiteStore(path)
-    with store.unit_of_work() as uow:
-        uow.incidents.save(uow.incidents.get("INC1").start(at=T0, by="doomed"))
-        uow.incidents.add(_opened("INC2"))
-        session = uow.session
-        conn = session._conn
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(
-            "INSERT INTO itsm_events (kind, record_id, version, type, schema_version, at, by, data)"
-            " VALUES ('incidents', 'INC1', 2, 'incident.started', 1, 0, 'doomed', '{}')"
-        )
-        ready.set()
-        signal.pause()  # killed here, mid-transaction
+    store = _open_store(target)
+    uow = store.unit_of_work()
+    uow.incidents.get("INC1")
+    session = uow.session
+    conn = session._conn
+    conn.execute("BEGIN IMMEDIATE" if isinstance(store, SQLiteStore) else "BEGIN")
+    conn.execute(
+        "INSERT INTO itsm_events (kind, record_id, version, type, schema_version, at, by, data)"
+        " VALUES ('incidents', 'INC1', 2, 'incident.started', 1, 0, 'doomed', '{}')"
+    )
+    conn.execute("UPDATE itsm_records SET version = 2 WHERE kind = 'incidents' AND id = 'INC1'")
+    ready.set()
+    signal.pause()  # killed here, mid-transaction
 
 
 @pytest.mark.skipif(not hasattr(signal, "pause"), reason="needs POSIX signals")
-def test_a_process_killed_mid_unit_of_work_leaves_the_last_commit(tmp_path: Path) -> None:
-    path = str(tmp_path / "desk.sqlite3")
-    store = SQLiteStore(path)
+def test_a_process_killed_mid_unit_of_work_leaves_the_last_commit(database: str) -> None:
+    store = _open_store(database)
     with store.unit_of_work() as uow:
         uow.incidents.add(_opened("INC1"))
         uow.commit()
     context = multiprocessing.get_context("spawn")
     ready = context.Event()
-    child = context.Process(target=_die_mid_commit, args=(path, ready))
+    child = context.Process(target=_die_mid_commit, args=(database, ready))
     child.start()
     assert ready.wait(timeout=60)
     os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
@@ -107,7 +117,7 @@ def test_a_process_killed_mid_unit_of_work_leaves_the_last_commit(tmp_path: Path
         assert uow.incidents.get("INC1").version == 1
         assert uow.incidents.find() == [uow.incidents.get("INC1")]
         uow.incidents.save(uow.incidents.get("INC1").start(at=T0, by="survivor"))
-        uow.commit()  # the write lock died with the process
+        uow.commit()  # the dead process's locks died with it
     with store.unit_of_work() as uow:
         assert uow.incidents.get("INC1").history[-1].by == "survivor"
 
