@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import attrs
 import pytest
 
-from itsmcore.errors import ConcurrencyError
+from itsmcore.errors import ConcurrencyError, ValidationError
+from itsmcore.events import Event
 from itsmcore.storage import InMemoryStore, PostgresStore, SQLiteStore
+from itsmcore.storage._core import EventRow, decode, encode
 from itsmcore.testing import T0, RepositoryContract, _opened
 
 
@@ -145,3 +149,44 @@ class TestPostgresStore(RepositoryContract):
                 "WHERE kind = 'incidents' AND record_id = %s AND version = %s",
                 (record_id, version),
             )
+
+
+@attrs.frozen(kw_only=True)
+class _NoteAdded(Event):
+    """A test event at schema version 2: ``text`` was called ``body`` in version 1."""
+
+    type: ClassVar[str] = "test.note_added"
+    version: ClassVar[int] = 2
+    text: str
+
+    @classmethod
+    def upcast(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
+        assert version == 1
+        data = dict(data)
+        data["text"] = data.pop("body")
+        return data
+
+
+@attrs.frozen(kw_only=True)
+class _Stamped(Event):
+    type: ClassVar[str] = "test.stamped"
+    version: ClassVar[int] = 3
+
+
+def test_older_rows_stay_readable_through_an_upcast() -> None:
+    old = EventRow(
+        1, "test.note_added", 1, 0, "mia",
+        json.dumps({"at": "2025-03-03T09:00:00+00:00", "by": "mia", "state": "new", "body": "hi"}),
+    )  # fmt: skip
+    event = decode("incidents", "INC1", old)
+    assert event == _NoteAdded(at=T0, by="mia", state="new", text="hi")
+    current = encode(1, event)
+    assert (current.schema_version, json.loads(current.data)["text"]) == (2, "hi")
+    assert decode("incidents", "INC1", current) == event
+    unreadable = EventRow(1, "test.stamped", 1, 0, "mia", '{"at": "2025-03-03T09:00:00+00:00"}')
+    with pytest.raises(ValidationError, match=r"version 1 of 'test\.stamped' cannot be read"):
+        decode("incidents", "INC1", unreadable)
+    with pytest.raises(ValidationError, match="does not fit"):
+        decode("incidents", "INC1", old._replace(schema_version=2))
+    with pytest.raises(ValidationError, match="not JSON"):
+        decode("incidents", "INC1", old._replace(data="{oops"))
