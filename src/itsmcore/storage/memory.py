@@ -7,7 +7,7 @@ like the SQL stores, down to refusing a corrupted row.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from itsmcore.errors import ConcurrencyError
 from itsmcore.storage._core import Change, EventRow, UnitOfWorkBase
@@ -41,6 +41,15 @@ class InMemoryStore:
         self._lock = threading.Lock()
         self._events: dict[tuple[str, str], list[EventRow]] = {}
         self._columns: dict[tuple[str, str], dict[str, object]] = {}
+
+    def close(self) -> None:
+        """Nothing to release; here so every store can be closed alike."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def unit_of_work(self) -> UnitOfWork:
         """A new unit of work (one transaction); use it in a ``with`` block."""

@@ -9,7 +9,9 @@ updates the indexed row, in one transaction; a new record's id is claimed with
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Final, Self
 
 from itsmcore.errors import ConcurrencyError, ValidationError
 from itsmcore.repository import COLUMNS, Query, RecordKind, UnitOfWork
@@ -63,6 +65,9 @@ class PostgresStore:
     def __init__(self, dsn: str, *, kinds: Iterable[RecordKind[Any]] | None = None) -> None:
         self.dsn = dsn
         self._kinds = None if kinds is None else tuple(kinds)
+        self._pool = _Pool(dsn)
+        # Idle pooled connections are closed with the store, or when it is collected.
+        self._close = weakref.finalize(self, self._pool.close_all)
         psycopg = _psycopg()
         with psycopg.connect(dsn) as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
@@ -85,9 +90,19 @@ class PostgresStore:
                 (str(SCHEMA_VERSION),),
             )
 
+    def close(self) -> None:
+        """Close the pooled connections (units of work still open keep theirs)."""
+        self._close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def unit_of_work(self) -> UnitOfWork:
         """A new unit of work with its own connection; use it in a ``with`` block."""
-        return UnitOfWorkBase(_PostgresSession(self.dsn), self._kinds)
+        return UnitOfWorkBase(_PostgresSession(self._pool), self._kinds)
 
 
 _EVENTS: Final = (
@@ -96,9 +111,45 @@ _EVENTS: Final = (
 )
 
 
+class _Pool:
+    """Idle connections kept for the next unit of work: opening one costs more than a commit."""
+
+    def __init__(self, dsn: str, size: int = 8) -> None:
+        self._dsn = dsn
+        self._size = size
+        self._idle: list[psycopg.Connection[Any]] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> psycopg.Connection[Any]:
+        with self._lock:
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.closed:
+                    return conn
+        return _psycopg().connect(self._dsn, autocommit=True)  # type: ignore[no-any-return]
+
+    def close_all(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def give(self, conn: psycopg.Connection[Any]) -> None:
+        idle = _psycopg().pq.TransactionStatus.IDLE
+        if conn.closed or conn.info.transaction_status != idle:
+            conn.close()  # broken, or left mid-transaction: never reuse its state
+            return
+        with self._lock:
+            if len(self._idle) < self._size:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+
 class _PostgresSession:
-    def __init__(self, dsn: str) -> None:
-        self._conn: psycopg.Connection[Any] = _psycopg().connect(dsn, autocommit=True)
+    def __init__(self, pool: _Pool) -> None:
+        self._pool = pool
+        self._conn: psycopg.Connection[Any] = pool.take()
 
     def load(self, kind: str, record_id: str) -> list[EventRow]:
         return [EventRow(*row) for row in self._conn.execute(_EVENTS, (kind, record_id))]
@@ -164,7 +215,7 @@ class _PostgresSession:
                 )
 
     def close(self) -> None:
-        self._conn.close()
+        self._pool.give(self._conn)
 
 
 def _claim(conn: psycopg.Connection[Any], change: Change) -> None:

@@ -9,7 +9,9 @@ so two writers can never both land) and updates the indexed row, all in one tran
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING, Any, Final
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Final, Self
 
 from itsmcore.errors import ConcurrencyError, ValidationError
 from itsmcore.repository import COLUMNS, Query, RecordKind, UnitOfWork
@@ -67,6 +69,9 @@ class SQLiteStore:
             raise ValidationError("SQLiteStore needs a file path; use InMemoryStore in memory")
         self.path = str(path)
         self._kinds = None if kinds is None else tuple(kinds)
+        self._pool = _Pool(self.path)
+        # Idle pooled connections are closed with the store, or when it is collected.
+        self._close = weakref.finalize(self, self._pool.close_all)
         with _connect(self.path) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("BEGIN IMMEDIATE")
@@ -85,16 +90,60 @@ class SQLiteStore:
                 )
             conn.execute("COMMIT")
 
+    def close(self) -> None:
+        """Close the pooled connections (units of work still open keep theirs)."""
+        self._close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def unit_of_work(self) -> UnitOfWork:
         """A new unit of work with its own connection; use it in a ``with`` block."""
-        return UnitOfWorkBase(_SQLiteSession(self.path), self._kinds)
+        return UnitOfWorkBase(_SQLiteSession(self._pool), self._kinds)
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    # Autocommit mode: transactions are begun explicitly, so reads never hold locks.
-    conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+    # Autocommit mode: transactions are begun explicitly, so reads never hold locks. A pooled
+    # connection serves one unit of work at a time, whichever thread runs it.
+    conn = sqlite3.connect(
+        path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
     conn.execute("PRAGMA synchronous=NORMAL")  # durable across crashes of the process in WAL
     return conn
+
+
+class _Pool:
+    """Idle connections kept for the next unit of work: opening one costs more than a commit."""
+
+    def __init__(self, path: str, size: int = 8) -> None:
+        self._path = path
+        self._size = size
+        self._idle: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return _connect(self._path)
+
+    def close_all(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def give(self, conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:  # a unit of work left mid-transaction: never reuse its state
+            conn.execute("ROLLBACK")
+        with self._lock:
+            if len(self._idle) < self._size:
+                self._idle.append(conn)
+                return
+        conn.close()
 
 
 _EVENTS: Final = (
@@ -104,8 +153,9 @@ _EVENTS: Final = (
 
 
 class _SQLiteSession:
-    def __init__(self, path: str) -> None:
-        self._conn = _connect(path)
+    def __init__(self, pool: _Pool) -> None:
+        self._pool = pool
+        self._conn = pool.take()
 
     def load(self, kind: str, record_id: str) -> list[EventRow]:
         return [EventRow(*row) for row in self._conn.execute(_EVENTS, (kind, record_id))]
@@ -166,7 +216,7 @@ class _SQLiteSession:
         conn.execute("COMMIT")
 
     def close(self) -> None:
-        self._conn.close()
+        self._pool.give(self._conn)
 
 
 def _check_version(conn: sqlite3.Connection, change: Change) -> None:

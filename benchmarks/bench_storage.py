@@ -1,0 +1,233 @@
+"""Store throughput: adds, saves and gets per store, against raw driver code doing the same.
+
+For each store (in memory; SQLite in WAL mode on a file; PostgreSQL over a unix socket, on
+a throwaway server started here): ``add`` commits a new incident (one event), ``save``
+loads an incident, applies one verb and commits it, ``get`` loads and rebuilds one. The
+raw baselines run the same SQL statements with ``sqlite3`` / ``psycopg`` directly, with
+the rows already serialized: the difference is itsmcore's own cost (serialization,
+replay, version checks, the unit of work).
+
+    python benchmarks/bench_storage.py            # 3,000 incidents per store
+    python benchmarks/bench_storage.py --n 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from itsmcore import Incident
+from itsmcore.repository import COLUMNS
+from itsmcore.storage import InMemoryStore, PostgresStore, SQLiteStore
+from itsmcore.storage._core import encode
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+from postgres_server import postgres_server  # the tests' throwaway server
+
+T0 = datetime(2025, 3, 3, 9, tzinfo=UTC)
+
+
+def incident(k: int) -> Incident:
+    return Incident.open(
+        id=f"INC{k:06d}", title="Printer jam", caller="mia", impact=2, urgency=2,
+        at=T0 + timedelta(seconds=k), by="desk",
+    )  # fmt: skip
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure_store(store: Any, n: int) -> dict[str, float]:
+    records = [incident(k) for k in range(n)]
+
+    def add_all() -> None:
+        for record in records:
+            with store.unit_of_work() as uow:
+                uow.incidents.add(record)
+                uow.commit()
+
+    def save_all() -> None:
+        for record in records:
+            with store.unit_of_work() as uow:
+                loaded = uow.incidents.get(record.id)
+                uow.incidents.save(loaded.start(at=T0 + timedelta(days=1), by="sam"))
+                uow.commit()
+
+    def get_all() -> None:
+        with store.unit_of_work() as uow:
+            for record in records:
+                uow.incidents.get(record.id)
+
+    return {"add": n / timed(add_all), "save": n / timed(save_all), "get": n / timed(get_all)}
+
+
+# --------------------------------------------------------------------------- raw baselines
+
+_INSERT_EVENT = (
+    "INSERT INTO itsm_events (kind, record_id, version, type, schema_version, at, by, data)"
+    " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+)
+_INSERT_RECORD = (
+    "INSERT INTO itsm_records (kind, id, version, state, priority, assignment_group,"
+    " assignee, service, ci, opened_at) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+)
+
+
+def rows_for(n: int) -> list[tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]]:
+    """Pre-serialized (opening event, record row, start event) per incident."""
+    out = []
+    for k in range(n):
+        record = incident(k)
+        started = record.start(at=T0 + timedelta(days=1), by="sam")
+        columns = (str(record.state), 3, None, None, None, None, 0)
+        out.append(
+            (
+                ("incidents", record.id, *encode(1, record.history[0])),
+                ("incidents", record.id, 1, *columns),
+                ("incidents", record.id, *encode(2, started.history[1])),
+            )
+        )
+    assert len(columns) == len(COLUMNS)
+    return out
+
+
+def measure_raw_sqlite(path: str, n: int) -> dict[str, float]:
+    SQLiteStore(path)  # the same schema
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    rows = rows_for(n)
+    ev, rec = _INSERT_EVENT.format(p="?"), _INSERT_RECORD.format(p="?")
+
+    def add_all() -> None:
+        for opening, record, _ in rows:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(ev, opening)
+            conn.execute(rec, record)
+            conn.execute("COMMIT")
+
+    def save_all() -> None:
+        for _, record, start in rows:
+            conn.execute(
+                "SELECT version, type, schema_version, at, by, data FROM itsm_events"
+                " WHERE kind = ? AND record_id = ? ORDER BY version", ("incidents", record[1]),
+            ).fetchall()  # fmt: skip
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "SELECT version FROM itsm_records WHERE kind = ? AND id = ?",
+                ("incidents", record[1]),
+            ).fetchone()
+            conn.execute(ev, start)
+            conn.execute(
+                "UPDATE itsm_records SET version = 2, state = 'in_progress' WHERE kind = ? AND id = ?",
+                ("incidents", record[1]),
+            )
+            conn.execute("COMMIT")
+
+    def get_all() -> None:
+        for _, record, _ in rows:
+            conn.execute(
+                "SELECT version, type, schema_version, at, by, data FROM itsm_events"
+                " WHERE kind = ? AND record_id = ? ORDER BY version", ("incidents", record[1]),
+            ).fetchall()  # fmt: skip
+
+    return {"add": n / timed(add_all), "save": n / timed(save_all), "get": n / timed(get_all)}
+
+
+def measure_raw_postgres(dsn: str, n: int) -> dict[str, float]:
+    import psycopg  # noqa: PLC0415
+
+    PostgresStore(dsn)  # the same schema
+    conn = psycopg.connect(dsn, autocommit=True)
+    rows = rows_for(n)
+    ev = _INSERT_EVENT.format(p="%s").replace("%s)", "%s::jsonb)")
+    rec = _INSERT_RECORD.format(p="%s")
+
+    def add_all() -> None:
+        for opening, record, _ in rows:
+            with conn.transaction():
+                conn.execute(ev, opening)
+                conn.execute(rec, record)
+
+    def save_all() -> None:
+        for _, record, start in rows:
+            conn.execute(
+                "SELECT version, type, schema_version, at, by, data::text FROM itsm_events"
+                " WHERE kind = %s AND record_id = %s ORDER BY version", ("incidents", record[1]),
+            ).fetchall()  # fmt: skip
+            with conn.transaction():
+                conn.execute(
+                    "SELECT version FROM itsm_records WHERE kind = %s AND id = %s FOR UPDATE",
+                    ("incidents", record[1]),
+                ).fetchone()
+                conn.execute(ev, start)
+                conn.execute(
+                    "UPDATE itsm_records SET version = 2, state = 'in_progress'"
+                    " WHERE kind = %s AND id = %s", ("incidents", record[1]),
+                )  # fmt: skip
+
+    def get_all() -> None:
+        for _, record, _ in rows:
+            conn.execute(
+                "SELECT version, type, schema_version, at, by, data::text FROM itsm_events"
+                " WHERE kind = %s AND record_id = %s ORDER BY version", ("incidents", record[1]),
+            ).fetchall()  # fmt: skip
+
+    result = {"add": n / timed(add_all), "save": n / timed(save_all), "get": n / timed(get_all)}
+    conn.close()
+    return result
+
+
+def fresh_database(dsn: str, name: str) -> str:
+    import psycopg  # noqa: PLC0415
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return dsn.replace("dbname=postgres", f"dbname={name}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=3000)
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+    n = args.n
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        results["in memory"] = measure_store(InMemoryStore(), n)
+        results["SQLite (WAL)"] = measure_store(SQLiteStore(Path(tmp) / "store.sqlite3"), n)
+        results["raw sqlite3"] = measure_raw_sqlite(str(Path(tmp) / "raw.sqlite3"), n)
+        with postgres_server() as dsn:
+            results["PostgreSQL (unix socket)"] = measure_store(
+                PostgresStore(fresh_database(dsn, "bench_store")), n
+            )
+            results["raw psycopg"] = measure_raw_postgres(fresh_database(dsn, "bench_raw"), n)
+    print(f"{n:,} incidents per store; operations per second\n")
+    print("| store | add | save | get |\n|---|---:|---:|---:|")
+    for name, r in results.items():
+        print(f"| {name} | {r['add']:,.0f} | {r['save']:,.0f} | {r['get']:,.0f} |")
+    print(
+        "\n| overhead (raw throughput / store throughput) | add | save | get |\n|---|---:|---:|---:|"
+    )
+    for store, raw in (
+        ("SQLite (WAL)", "raw sqlite3"),
+        ("PostgreSQL (unix socket)", "raw psycopg"),
+    ):
+        ratios = [results[raw][op] / results[store][op] for op in ("add", "save", "get")]
+        print(f"| {store} | " + " | ".join(f"{x:.2f} x" for x in ratios) + " |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
