@@ -129,7 +129,8 @@ def measure_raw_sqlite(path: str, n: int) -> dict[str, float]:
             ).fetchone()
             conn.execute(ev, start)
             conn.execute(
-                "UPDATE itsm_records SET version = 2, state = 'in_progress' WHERE kind = ? AND id = ?",
+                "UPDATE itsm_records SET version = 2, state = 'in_progress'"
+                " WHERE kind = ? AND id = ?",
                 ("incidents", record[1]),
             )
             conn.execute("COMMIT")
@@ -216,9 +217,7 @@ def main() -> None:
     print("| store | add | save | get |\n|---|---:|---:|---:|")
     for name, r in results.items():
         print(f"| {name} | {r['add']:,.0f} | {r['save']:,.0f} | {r['get']:,.0f} |")
-    print(
-        "\n| overhead (raw throughput / store throughput) | add | save | get |\n|---|---:|---:|---:|"
-    )
+    print("\n| overhead (raw / store throughput) | add | save | get |\n|---|---:|---:|---:|")
     for store, raw in (
         ("SQLite (WAL)", "raw sqlite3"),
         ("PostgreSQL (unix socket)", "raw psycopg"),
