@@ -2,11 +2,21 @@
 
 ``InMemoryStore()`` and ``SQLiteStore(path)`` need nothing beyond the standard library;
 ``PostgresStore(dsn)`` needs the ``postgres`` extra (psycopg 3). Each has
-``unit_of_work()``.
+``unit_of_work()``. A store on another database implements a ``Session`` and hands it to
+``UnitOfWorkBase``, which all three stores share (see docs/storage.md).
 """
 
+from itsmcore.storage._core import Change, EventRow, Session, UnitOfWorkBase
 from itsmcore.storage.memory import InMemoryStore
 from itsmcore.storage.postgres import PostgresStore
 from itsmcore.storage.sqlite import SQLiteStore
 
-__all__ = ["InMemoryStore", "PostgresStore", "SQLiteStore"]
+__all__ = [
+    "Change",
+    "EventRow",
+    "InMemoryStore",
+    "PostgresStore",
+    "SQLiteStore",
+    "Session",
+    "UnitOfWorkBase",
+]
