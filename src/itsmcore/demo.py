@@ -1,15 +1,18 @@
 """A two-minute tour: ``python -m itsmcore.demo``.
 
-Business hours in Berlin around Easter, the ITIL priority matrix, and one incident's life,
-with the business time it took.
+Business hours in Berlin around Easter, the ITIL priority matrix, one incident's life with
+its SLA clock, and storing it in a SQLite file.
 """
 
 from __future__ import annotations
 
+import tempfile
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from itsmcore import BusinessCalendar, Incident, PriorityMatrix
+from itsmcore import BusinessCalendar, Incident, Priority, PriorityMatrix, SLADefinition
+from itsmcore.storage import SQLiteStore
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -57,6 +60,30 @@ def main() -> None:
     business = office.elapsed(incident.opened_at, resolved)
     print(f"  priority {incident.priority}, now at tier {incident.tier}")
     print(f"  resolved after {business} of business time ({resolved - opened} on the wall clock)")
+
+    print("\nIts SLA clock (P2: resolve within 8 business hours)")
+    hours = {Priority.P1: 4, Priority.P2: 8, Priority.P3: 24, Priority.P4: 40, Priority.P5: 80}
+    targets = {p: timedelta(hours=h) for p, h in hours.items()}
+    sla = SLADefinition.incident_resolution(targets, office)
+    for when in (opened + timedelta(minutes=20), datetime(2025, 4, 22, 9, 0, tzinfo=BERLIN)):
+        status = sla.evaluate(incident, at=when)
+        print(
+            f"  at {when:%a %H:%M}: {status.stage.value}, {status.business_elapsed} used, "
+            f"due {status.due_at:%a %d %b %H:%M}"
+        )
+    final = sla.evaluate(incident, at=resolved)
+    print(f"  finally: {final.stage.value}, breached: {'yes' if final.breached else 'no'}")
+
+    print("\nStored in SQLite")
+    with tempfile.TemporaryDirectory() as folder, SQLiteStore(Path(folder) / "desk.db") as store:
+        with store.unit_of_work() as uow:
+            uow.incidents.add(incident)
+            uow.commit()
+        with store.unit_of_work() as uow:
+            found = uow.incidents.find(state="resolved", priority=[1, 2])
+            print(f"  resolved P1/P2 incidents: {[i.id for i in found]}")
+            print(f"  {len(uow.incidents.history('INC0001'))} events stored; reloaded equal: "
+                  f"{found[0] == incident}")  # fmt: skip
 
 
 if __name__ == "__main__":
