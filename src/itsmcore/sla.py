@@ -112,7 +112,7 @@ _DEFAULT_WARNINGS: Final = (Fraction(1, 2), Fraction(3, 4), Fraction(1))
 _UTC_ALWAYS: Final = BusinessCalendar.always(tz="UTC")
 
 
-def _targets(value: Mapping[Hashable, timedelta | None]) -> dict[Hashable, timedelta | None]:
+def _targets(value: Mapping[Any, timedelta | None]) -> dict[Hashable, timedelta | None]:
     if not isinstance(value, Mapping) or not value:
         raise DefinitionError(
             f"targets must map classes (e.g. priorities) to timedeltas: {value!r}"
@@ -219,7 +219,7 @@ class SLADefinition:
     @classmethod
     def incident_response(
         cls,
-        targets: Mapping[Hashable, timedelta | None],
+        targets: Mapping[Any, timedelta | None],
         calendar: BusinessCalendar = _UTC_ALWAYS,
         *,
         name: str = "incident response",
@@ -247,7 +247,7 @@ class SLADefinition:
     @classmethod
     def incident_resolution(
         cls,
-        targets: Mapping[Hashable, timedelta | None],
+        targets: Mapping[Any, timedelta | None],
         calendar: BusinessCalendar = _UTC_ALWAYS,
         *,
         name: str = "incident resolution",
@@ -282,7 +282,7 @@ class SLADefinition:
     def incident_ola(
         cls,
         group: str,
-        targets: Mapping[Hashable, timedelta | None],
+        targets: Mapping[Any, timedelta | None],
         calendar: BusinessCalendar = _UTC_ALWAYS,
         *,
         name: str | None = None,
