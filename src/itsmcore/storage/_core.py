@@ -8,8 +8,10 @@ saves, and turns records into rows and back. So the stores cannot drift apart in
 from __future__ import annotations
 
 import json
+import threading
+import weakref
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Self
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, Self, TypeVar
 
 import attrs
 import cattrs
@@ -20,9 +22,9 @@ from itsmcore.events import Event, event_type
 from itsmcore.repository import Query, RecordKind, kinds, make_query
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
-__all__ = ["Backend", "Change", "EventRow", "Session", "UnitOfWorkBase"]
+__all__ = ["Backend", "Change", "EventRow", "Pool", "PooledStore", "Session", "UnitOfWorkBase"]
 
 
 class EventRow(NamedTuple):
@@ -74,6 +76,69 @@ class Backend(Protocol):
     """A store's storage: hands out one session per unit of work."""
 
     def session(self) -> Session: ...
+
+
+# --------------------------------------------------------------------------- connections
+
+
+class _Connection(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Connection)
+
+
+class Pool(Generic[C]):
+    """Idle connections kept for the next unit of work: opening one costs more than a commit.
+
+    ``connect`` opens a connection; ``clean`` readies a returned one for reuse (rolling back
+    a transaction a unit of work left open) and says whether it may be reused at all.
+    """
+
+    def __init__(self, connect: Callable[[], C], clean: Callable[[C], bool], size: int = 8) -> None:
+        self._connect = connect
+        self._clean = clean
+        self._size = size
+        self._idle: list[C] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> C:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._connect()
+
+    def give(self, conn: C) -> None:
+        if self._clean(conn):
+            with self._lock:
+                if len(self._idle) < self._size:
+                    self._idle.append(conn)
+                    return
+        conn.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+class PooledStore:
+    """A store whose idle pooled connections close with it, or when it is collected."""
+
+    def _keep(self, pool: Pool[Any]) -> None:
+        self._pool = pool
+        self._close = weakref.finalize(self, pool.close_all)
+
+    def close(self) -> None:
+        """Close the pooled connections (units of work still open keep theirs)."""
+        self._close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # --------------------------------------------------------------------------- (de)serialization

@@ -9,13 +9,12 @@ updates the indexed row, in one transaction; a new record's id is claimed with
 
 from __future__ import annotations
 
-import threading
-import weakref
-from typing import TYPE_CHECKING, Any, Final, Self
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final
 
 from itsmcore.errors import ConcurrencyError, ValidationError
 from itsmcore.repository import COLUMNS, Query, RecordKind, UnitOfWork
-from itsmcore.storage._core import Change, EventRow, UnitOfWorkBase
+from itsmcore.storage._core import Change, EventRow, Pool, PooledStore, UnitOfWorkBase
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -55,7 +54,7 @@ def _psycopg() -> Any:
     return psycopg
 
 
-class PostgresStore:
+class PostgresStore(PooledStore):
     """Records and their histories in a PostgreSQL database.
 
     ``dsn`` is a libpq connection string (``"host=/run/postgresql dbname=desk"``) or URL.
@@ -65,9 +64,7 @@ class PostgresStore:
     def __init__(self, dsn: str, *, kinds: Iterable[RecordKind[Any]] | None = None) -> None:
         self.dsn = dsn
         self._kinds = None if kinds is None else tuple(kinds)
-        self._pool = _Pool(dsn)
-        # Idle pooled connections are closed with the store, or when it is collected.
-        self._close = weakref.finalize(self, self._pool.close_all)
+        self._keep(Pool(partial(_connect, dsn), _clean))
         psycopg = _psycopg()
         with psycopg.connect(dsn) as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
@@ -90,16 +87,6 @@ class PostgresStore:
                 (str(SCHEMA_VERSION),),
             )
 
-    def close(self) -> None:
-        """Close the pooled connections (units of work still open keep theirs)."""
-        self._close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def unit_of_work(self) -> UnitOfWork:
         """A new unit of work with its own connection; use it in a ``with`` block."""
         return UnitOfWorkBase(_PostgresSession(self._pool), self._kinds)
@@ -111,43 +98,17 @@ _EVENTS: Final = (
 )
 
 
-class _Pool:
-    """Idle connections kept for the next unit of work: opening one costs more than a commit."""
+def _connect(dsn: str) -> psycopg.Connection[Any]:
+    return _psycopg().connect(dsn, autocommit=True)  # type: ignore[no-any-return]
 
-    def __init__(self, dsn: str, size: int = 8) -> None:
-        self._dsn = dsn
-        self._size = size
-        self._idle: list[psycopg.Connection[Any]] = []
-        self._lock = threading.Lock()
 
-    def take(self) -> psycopg.Connection[Any]:
-        with self._lock:
-            while self._idle:
-                conn = self._idle.pop()
-                if not conn.closed:
-                    return conn
-        return _psycopg().connect(self._dsn, autocommit=True)  # type: ignore[no-any-return]
-
-    def close_all(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
-
-    def give(self, conn: psycopg.Connection[Any]) -> None:
-        idle = _psycopg().pq.TransactionStatus.IDLE
-        if conn.closed or conn.info.transaction_status != idle:
-            conn.close()  # broken, or left mid-transaction: never reuse its state
-            return
-        with self._lock:
-            if len(self._idle) < self._size:
-                self._idle.append(conn)
-                return
-        conn.close()
+def _clean(conn: psycopg.Connection[Any]) -> bool:
+    # Broken, or left mid-transaction by its unit of work: never reuse its state.
+    return not conn.closed and conn.info.transaction_status == _psycopg().pq.TransactionStatus.IDLE
 
 
 class _PostgresSession:
-    def __init__(self, pool: _Pool) -> None:
+    def __init__(self, pool: Pool[psycopg.Connection[Any]]) -> None:
         self._pool = pool
         self._conn: psycopg.Connection[Any] = pool.take()
 

@@ -9,13 +9,12 @@ so two writers can never both land) and updates the indexed row, all in one tran
 from __future__ import annotations
 
 import sqlite3
-import threading
-import weakref
-from typing import TYPE_CHECKING, Any, Final, Self
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final
 
 from itsmcore.errors import ConcurrencyError, ValidationError
 from itsmcore.repository import COLUMNS, Query, RecordKind, UnitOfWork
-from itsmcore.storage._core import Change, EventRow, UnitOfWorkBase
+from itsmcore.storage._core import Change, EventRow, Pool, PooledStore, UnitOfWorkBase
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -43,7 +42,7 @@ _SCHEMA: Final = [
 _BUSY_TIMEOUT_S: Final = 30.0
 
 
-class SQLiteStore:
+class SQLiteStore(PooledStore):
     """Records and their histories in a SQLite file.
 
     ``":memory:"`` is refused: each unit of work opens its own connection, and those would
@@ -69,9 +68,7 @@ class SQLiteStore:
             raise ValidationError("SQLiteStore needs a file path; use InMemoryStore in memory")
         self.path = str(path)
         self._kinds = None if kinds is None else tuple(kinds)
-        self._pool = _Pool(self.path)
-        # Idle pooled connections are closed with the store, or when it is collected.
-        self._close = weakref.finalize(self, self._pool.close_all)
+        self._keep(Pool(partial(_connect, self.path), _clean))
         with _connect(self.path) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("BEGIN IMMEDIATE")
@@ -90,16 +87,6 @@ class SQLiteStore:
                 )
             conn.execute("COMMIT")
 
-    def close(self) -> None:
-        """Close the pooled connections (units of work still open keep theirs)."""
-        self._close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def unit_of_work(self) -> UnitOfWork:
         """A new unit of work with its own connection; use it in a ``with`` block."""
         return UnitOfWorkBase(_SQLiteSession(self._pool), self._kinds)
@@ -115,35 +102,10 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-class _Pool:
-    """Idle connections kept for the next unit of work: opening one costs more than a commit."""
-
-    def __init__(self, path: str, size: int = 8) -> None:
-        self._path = path
-        self._size = size
-        self._idle: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-
-    def take(self) -> sqlite3.Connection:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return _connect(self._path)
-
-    def close_all(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
-
-    def give(self, conn: sqlite3.Connection) -> None:
-        if conn.in_transaction:  # a unit of work left mid-transaction: never reuse its state
-            conn.execute("ROLLBACK")
-        with self._lock:
-            if len(self._idle) < self._size:
-                self._idle.append(conn)
-                return
-        conn.close()
+def _clean(conn: sqlite3.Connection) -> bool:
+    if conn.in_transaction:  # a unit of work left mid-transaction: never reuse its state
+        conn.execute("ROLLBACK")
+    return True
 
 
 _EVENTS: Final = (
@@ -153,7 +115,7 @@ _EVENTS: Final = (
 
 
 class _SQLiteSession:
-    def __init__(self, pool: _Pool) -> None:
+    def __init__(self, pool: Pool[sqlite3.Connection]) -> None:
         self._pool = pool
         self._conn = pool.take()
 
