@@ -27,7 +27,6 @@ import math
 import platform
 import random
 import sys
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from itsmcore import BusinessCalendar
+from timing import best_of
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from calendar_oracle import Oracle  # the tests' brute force, reused
@@ -74,15 +74,6 @@ def make_cases(
         durations = [timedelta(hours=rnd.choice(targets)) for _ in starts]
     ends = [s + timedelta(seconds=x) for s, x in zip(starts, spans, strict=True)]
     return starts, ends, durations
-
-
-def best_of(repeats: int, fn: Callable[[], Any]) -> tuple[float, Any]:
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 # --------------------------------------------------------------------------- peers

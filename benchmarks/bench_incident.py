@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from itsmcore import Incident
+from timing import best_of
 
 T0 = datetime(2025, 3, 3, 9, tzinfo=UTC)
 STEP = timedelta(minutes=7)
@@ -175,15 +174,6 @@ def lifecycle_plain(n: int) -> list[PlainIncident]:
         inc.close(t + 6 * STEP, "mia")
         out.append(inc)
     return out
-
-
-def best_of(repeats: int, fn: Callable[[], Any]) -> tuple[float, Any]:
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def main() -> None:
