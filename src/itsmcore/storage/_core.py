@@ -24,7 +24,16 @@ from itsmcore.repository import Query, RecordKind, kinds, make_query
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
-__all__ = ["Backend", "Change", "EventRow", "Pool", "PooledStore", "Session", "UnitOfWorkBase"]
+__all__ = [
+    "Backend",
+    "Change",
+    "EventRow",
+    "Pool",
+    "PooledStore",
+    "Session",
+    "UnitOfWorkBase",
+    "select_ids",
+]
 
 
 class EventRow(NamedTuple):
@@ -76,6 +85,49 @@ class Backend(Protocol):
     """A store's storage: hands out one session per unit of work."""
 
     def session(self) -> Session: ...
+
+
+# --------------------------------------------------------------------------- SQL
+
+
+def select_ids(
+    kind: str, query: Query, mark: str, *, arrays: bool, no_limit: object
+) -> tuple[str, list[object]]:
+    """The SQL (with ``mark`` placeholders) and parameters selecting the ids ``query`` asks for.
+
+    One builder for every SQL store, so their filters cannot drift apart. ``arrays`` passes a
+    list of values as one parameter (``= ANY(%s)``, PostgreSQL) instead of one per value;
+    ``no_limit`` is the database's LIMIT for "all". Column names come from
+    :data:`itsmcore.repository.COLUMNS`, checked by ``make_query``.
+    """
+    clauses: list[str] = [f"kind = {mark}"]
+    params: list[object] = [kind]
+    for column, values in (("state", query.state), ("priority", query.priority)):
+        if values is None:
+            continue
+        if arrays:
+            clauses.append(f"{column} = ANY({mark})")
+            params.append(list(values))
+        else:
+            clauses.append(f"{column} IN ({','.join([mark] * len(values))})")
+            params.extend(values)
+    for column in ("assignment_group", "assignee", "service", "ci"):
+        value = getattr(query, column)
+        if value is not None:
+            clauses.append(f"{column} = {mark}")
+            params.append(value)
+    for bound, op in ((query.opened_from, ">="), (query.opened_until, "<")):
+        if bound is not None:
+            clauses.append(f"opened_at {op} {mark}")
+            params.append(bound)
+    order, direction = query.order_by, "DESC" if query.descending else "ASC"
+    sql = (
+        f"SELECT id FROM itsm_records WHERE {' AND '.join(clauses)} "  # noqa: S608 - fixed names
+        f"ORDER BY {order} IS NULL, {order} {direction}, id {direction} "
+        f"LIMIT {mark} OFFSET {mark}"
+    )
+    params += [no_limit if query.limit is None else query.limit, query.offset]
+    return sql, params
 
 
 # --------------------------------------------------------------------------- connections

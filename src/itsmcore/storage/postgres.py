@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from itsmcore.errors import ConcurrencyError, ValidationError
 from itsmcore.repository import COLUMNS, Query, RecordKind, UnitOfWork
-from itsmcore.storage._core import Change, EventRow, Pool, PooledStore, UnitOfWorkBase
+from itsmcore.storage._core import (
+    Change,
+    EventRow,
+    Pool,
+    PooledStore,
+    UnitOfWorkBase,
+    select_ids,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -128,31 +135,7 @@ class _PostgresSession:
         return out
 
     def query(self, kind: str, query: Query) -> list[str]:
-        clauses: list[str] = ["kind = %s"]
-        params: list[object] = [kind]
-        for column, values in (("state", query.state), ("priority", query.priority)):
-            if values is not None:
-                clauses.append(f"{column} = ANY(%s)")
-                params.append(list(values))
-        for column in ("assignment_group", "assignee", "service", "ci"):
-            value = getattr(query, column)
-            if value is not None:
-                clauses.append(f"{column} = %s")
-                params.append(value)
-        if query.opened_from is not None:
-            clauses.append("opened_at >= %s")
-            params.append(query.opened_from)
-        if query.opened_until is not None:
-            clauses.append("opened_at < %s")
-            params.append(query.opened_until)
-        order = query.order_by  # checked against the column names by make_query
-        direction = "DESC" if query.descending else "ASC"
-        sql = (
-            f"SELECT id FROM itsm_records WHERE {' AND '.join(clauses)} "  # noqa: S608 - names are whitelisted
-            f"ORDER BY {order} IS NULL, {order} {direction}, id {direction} "
-            "LIMIT %s OFFSET %s"
-        )
-        params += [query.limit, query.offset]
+        sql, params = select_ids(kind, query, "%s", arrays=True, no_limit=None)
         return [row[0] for row in self._conn.execute(sql, params)]
 
     def write(self, changes: Sequence[Change]) -> None:

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from itsmcore.errors import ConcurrencyError, ValidationError
 from itsmcore.repository import COLUMNS, Query, RecordKind, UnitOfWork
-from itsmcore.storage._core import Change, EventRow, Pool, PooledStore, UnitOfWorkBase
+from itsmcore.storage._core import (
+    Change,
+    EventRow,
+    Pool,
+    PooledStore,
+    UnitOfWorkBase,
+    select_ids,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -138,16 +145,8 @@ class _SQLiteSession:
         return out
 
     def query(self, kind: str, query: Query) -> list[str]:
-        where, params = _where(kind, query)
-        order = "id" if query.order_by == "id" else query.order_by  # a checked column name
-        direction = "DESC" if query.descending else "ASC"
-        sql = (
-            f"SELECT id FROM itsm_records WHERE {where} "  # noqa: S608 - names are whitelisted
-            f"ORDER BY {order} IS NULL, {order} {direction}, id {direction} "
-            "LIMIT ? OFFSET ?"
-        )
-        limit = -1 if query.limit is None else query.limit
-        return [row[0] for row in self._conn.execute(sql, (*params, limit, query.offset))]
+        sql, params = select_ids(kind, query, "?", arrays=False, no_limit=-1)
+        return [row[0] for row in self._conn.execute(sql, params)]
 
     def write(self, changes: Sequence[Change]) -> None:
         conn = self._conn
@@ -189,24 +188,3 @@ def _check_version(conn: sqlite3.Connection, change: Change) -> None:
     actual = 0 if row is None else row[0]
     if actual != change.base:
         raise ConcurrencyError(change.record_id, change.base, actual)
-
-
-def _where(kind: str, query: Query) -> tuple[str, list[object]]:
-    clauses: list[str] = ["kind = ?"]
-    params: list[object] = [kind]
-    for column, values in (("state", query.state), ("priority", query.priority)):
-        if values is not None:
-            clauses.append(f"{column} IN ({','.join('?' * len(values))})")
-            params.extend(values)
-    for column in ("assignment_group", "assignee", "service", "ci"):
-        value = getattr(query, column)
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            params.append(value)
-    if query.opened_from is not None:
-        clauses.append("opened_at >= ?")
-        params.append(query.opened_from)
-    if query.opened_until is not None:
-        clauses.append("opened_at < ?")
-        params.append(query.opened_until)
-    return " AND ".join(clauses), params
