@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 import attrs
 
 from itsmcore._time import to_us
-from itsmcore.errors import DefinitionError
+from itsmcore.errors import DefinitionError, ValidationError
 from itsmcore.incident import Incident
 
 if TYPE_CHECKING:
@@ -112,7 +112,6 @@ class Query:
 
 def make_query(**filters: Any) -> Query:
     """A ``Query`` from ``find``'s keyword arguments, validated."""
-    from itsmcore.errors import ValidationError  # noqa: PLC0415 - keep the import local
 
     def many(value: Any, convert: Callable[[Any], Any]) -> tuple[Any, ...] | None:
         if value is None:

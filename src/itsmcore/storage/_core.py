@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
 __all__ = [
-    "Backend",
     "Change",
     "EventRow",
     "Pool",
@@ -79,12 +78,6 @@ class Session(Protocol):
     def close(self) -> None:
         """Release the connection."""
         ...
-
-
-class Backend(Protocol):
-    """A store's storage: hands out one session per unit of work."""
-
-    def session(self) -> Session: ...
 
 
 # --------------------------------------------------------------------------- SQL
