@@ -5,12 +5,16 @@ from __future__ import annotations
 import pickle
 import random
 import threading
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import dateutil.tz
 import holidays
 import numpy as np
+import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from itsmcore import BusinessCalendar, DefinitionError, ValidationError
 
@@ -155,3 +159,57 @@ def test_bad_arguments_are_typed_errors() -> None:
         BusinessCalendar.weekly({"mon": "09:00-17:00"}, tz="UTC", holidays=[aware])
     with pytest.raises(DefinitionError, match="wed"):
         BusinessCalendar.weekly({"mon-fri": "09:00-17:00", "wed": "10:00-11:00"}, tz="UTC")
+
+
+# Zone conversions take a shortcut for plain datetimes (wall clocks subtracted within one
+# zone, see itsmcore._time.wall_epoch). Every kind of tzinfo and datetime a user may hold must
+# give the answers of the same instants in UTC.
+ZONE_KINDS = {
+    "zoneinfo": lambda: BERLIN,
+    "dateutil (unhashable)": lambda: dateutil.tz.gettz("Europe/Berlin"),
+    "fixed offset, a new object each time": lambda: timezone(timedelta(hours=5, minutes=30)),
+    "utc": lambda: UTC,
+}
+
+
+@pytest.mark.parametrize("kind", ZONE_KINDS)
+@given(
+    instant=st.datetimes(datetime(2024, 1, 1), datetime(2027, 1, 1), timezones=st.just(UTC)),
+    span=st.timedeltas(-timedelta(days=20), timedelta(days=40)),
+    fold=st.sampled_from([0, 1]),
+)
+def test_every_kind_of_zone_converts_exactly(
+    kind: str, instant: datetime, span: timedelta, fold: int
+) -> None:
+    cal = office()
+    tz = ZONE_KINDS[kind]()
+    start = instant.astimezone(tz)
+    # The same wall time with the other fold: the second 02:30 of an autumn night, if any.
+    start = start.replace(fold=fold).astimezone(UTC).astimezone(tz)
+    end = (start.astimezone(UTC) + span).astimezone(ZONE_KINDS[kind]())
+    utc_start, utc_end = start.astimezone(UTC), end.astimezone(UTC)
+    assert cal.elapsed(start, end) == cal.elapsed(utc_start, utc_end)
+    assert cal.is_open(start) == cal.is_open(utc_start)
+    added = cal.add(start, span)
+    assert added.astimezone(UTC) == cal.add(utc_start, span)
+    assert added.tzinfo is start.tzinfo
+    assert added.utcoffset() == added.astimezone(UTC).astimezone(tz).utcoffset()
+    assert cal.elapsed_many([start], [end]) == [cal.elapsed(utc_start, utc_end)]
+    many = cal.add_many([start, start], [span, span])
+    assert [a.astimezone(UTC) for a in many] == [added.astimezone(UTC)] * 2
+
+
+def test_datetime_subclasses_and_mixed_zones_convert_exactly() -> None:
+    cal = office()
+    starts, ends, durations = random_cases(200)
+    # pandas Timestamps subtract in UTC even within one zone: they must not take the shortcut.
+    stamps = [pd.Timestamp(s) for s in starts]
+    mixed = [s.astimezone(UTC) if k % 3 else s for k, s in enumerate(starts)]
+    expected = [cal.elapsed(s.astimezone(UTC), e.astimezone(UTC)) for s, e in zip(starts, ends)]
+    assert [cal.elapsed(s, e) for s, e in zip(stamps, ends)] == expected
+    assert cal.elapsed_many(stamps, ends) == expected
+    assert cal.elapsed_many(mixed, ends) == expected
+    added = [cal.add(s.astimezone(UTC), d) for s, d in zip(starts, durations)]
+    assert [cal.add(s, d) for s, d in zip(stamps, durations)] == added
+    assert cal.add_many(mixed, durations) == added
+    assert [a.tzinfo for a in cal.add_many(mixed, durations)] == [s.tzinfo for s in mixed]
