@@ -406,3 +406,34 @@ def test_best_effort_classes_count_but_never_breach() -> None:
         None,
     )
     assert status.business_elapsed > timedelta(0)
+
+
+@pytest.mark.parametrize("reads", [None, ("assignment_group",)])
+def test_start_and_cancel_together_cancel_at_once_whatever_follows(
+    reads: tuple[str, ...] | None,
+) -> None:
+    # Triage to a spam queue both starts and cancels the clock; later unrelated events
+    # (work starting, a hold) must not cancel it a second time or let it run.
+    definition = SLADefinition(
+        name="triaged",
+        targets=dict.fromkeys(Priority, 2 * H),
+        calendar=NINE_TO_FIVE,
+        start=lambda r: r.assignment_group is not None,
+        stop=lambda r: r.state == "resolved",
+        cancel=lambda r: r.assignment_group == "spam",
+        reads=reads,
+    )
+    record = (
+        incident()
+        .assign(group="spam", at=MON + H, by="desk")
+        .start(at=MON + 2 * H, by="sam")
+        .hold(reason="awaiting_caller", at=MON + 3 * H, by="sam")
+    )
+    status = definition.evaluate(record, at=MON + 5 * H)
+    assert [(c.stage, c.started_at, c.business_elapsed) for c in status.cycles] == [
+        (SLAStage.CANCELLED, MON + H, timedelta(0))
+    ]
+    moved = record.assign(group="mail", at=MON + 6 * H, by="desk")  # cancel stops holding
+    assert [c.stage for c in definition.evaluate(moved, at=MON + 7 * H).cycles] == [
+        SLAStage.CANCELLED
+    ]

@@ -176,6 +176,9 @@ class SLADefinition:
     _target_us: dict[Hashable, int | None] = attrs.field(
         init=False, eq=False, repr=False, hash=False
     )
+    _marks: dict[int, tuple[tuple[int, Fraction], ...]] = attrs.field(
+        factory=dict, init=False, eq=False, repr=False, hash=False
+    )
 
     def flags(self, record: Any) -> _Flags:
         """Every condition's answer, and the class, for one snapshot of a record."""
@@ -360,10 +363,9 @@ class SLADefinition:
         marks = cycle.marks
         # One business position per mark, shared by the spans on either side of it.
         ruler = self.calendar.ruler(cycle.started, end)
-        position = ruler.position
         times = [a for a, _ in marks]
         times.append(end)
-        positions = [position(t) for t in times]
+        positions = ruler.positions(times)
         done = paused = wall_run = wall_paused = 0
         for k, (a, state) in enumerate(marks):
             if state is _RUNNING:
@@ -376,7 +378,13 @@ class SLADefinition:
         breached_at = due = None
         crossed: tuple[tuple[Fraction, datetime], ...] = ()
         if target is not None:
-            thresholds = [(_threshold(target, f), f) for f in self.warnings]
+            thresholds = self._marks.get(target)
+            if thresholds is None:  # a handful of targets per definition: remember each
+                if len(self._marks) >= _MEMO_LIMIT:
+                    self._marks.clear()
+                thresholds = self._marks[target] = tuple(
+                    (_threshold(target, f), f) for f in self.warnings
+                )
             reached: list[tuple[int, Fraction | None]] = [
                 (m, f) for m, f in thresholds if 0 < m <= done
             ]
@@ -384,7 +392,7 @@ class SLADefinition:
                 reached.append((target, None))
             instants = _reached(ruler, marks, positions, [m for m, _ in reached])
             crossed = tuple(
-                (f, from_us(t, tz)) for (_, f), t in zip(reached, instants, strict=True) if f
+                [(f, from_us(t, tz)) for (_, f), t in zip(reached, instants, strict=True) if f]
             )
             if done < target:
                 due = ruler.instant(positions[-1] + target - done, not_before=end)
@@ -515,15 +523,26 @@ def _run(record: Walkable, definitions: Sequence[SLADefinition], now: int) -> li
     # Keeping the snapshot's history current costs a tuple per event: only when read.
     history = any(d.reads is None or _HISTORY_FIELDS.intersection(d.reads) for d in definitions)
 
-    def step(event: Event, snapshot: Any) -> None:
-        at = event.at
-        if at > until:
+    if record.history[-1].at <= until:  # the usual case: the whole history counts
+        if len(machines) == 1:
+            record.walk(machines[0].step, history=history)
+            return [machines[0].cycles]
+
+        def step_all(event: Event, snapshot: Any) -> None:
+            for machine in machines:
+                machine.step(event, snapshot)
+
+        record.walk(step_all, history=history)
+        return [m.cycles for m in machines]
+
+    def step_until(event: Event, snapshot: Any) -> None:
+        if event.at > until:
             raise _Done
         for machine in machines:
-            machine.step(at, snapshot)
+            machine.step(event, snapshot)
 
     with suppress(_Done):
-        record.walk(step, history=history)
+        record.walk(step_until, history=history)
     return [m.cycles for m in machines]
 
 
@@ -560,21 +579,24 @@ class _Machine:
         self.memo = definition._memo  # noqa: SLF001 - the definition's own cache, shared
         self.last: Any = _UNSET
 
-    def step(self, t: datetime, record: Any) -> None:
+    def step(self, event: Event, record: Any) -> None:
         getter = self.getter
         if getter is None:
-            self.apply(t, self.d.flags(record))
-            return
-        signature = getter(record)
-        if signature == self.last:
-            return
-        self.last = signature
-        flags = self.memo.get(signature)
-        if flags is None:
-            if len(self.memo) >= _MEMO_LIMIT:
-                self.memo.clear()
-            flags = self.memo[signature] = self.d.flags(record)
-        self.apply(t, flags)
+            flags = self.d.flags(record)
+        else:
+            signature = getter(record)
+            if signature == self.last:
+                return
+            self.last = signature
+            known = self.memo.get(signature)
+            if known is None:
+                if len(self.memo) >= _MEMO_LIMIT:
+                    self.memo.clear()
+                known = self.memo[signature] = self.d.flags(record)
+            flags = known
+        # The same answers as before change nothing (see apply): skip them.
+        if flags is not self.prev and flags != self.prev:
+            self.apply(event.at, flags)
 
     def apply(self, t: datetime, f: _Flags) -> None:
         prev = self.prev
@@ -618,7 +640,9 @@ class _Machine:
         if d.reclassification is _KEEP:
             cycle.target = d._target_us[f.key]  # noqa: SLF001 - the definition's own table
         self.cycles.append(cycle)
-        if f.stop:  # met at the instant it started (e.g. logged already resolved)
+        if f.cancel:  # attached and cancelled at once: it never counts, but it is seen
+            cycle.move(t, SLAStage.CANCELLED)
+        elif f.stop:  # met at the instant it started (e.g. logged already resolved)
             cycle.move(t, SLAStage.COMPLETED)
 
     def reclassify(self, cycle: _Cycle, t: datetime, f: _Flags) -> None:
