@@ -108,6 +108,8 @@ def _always(_record: Any) -> bool:
     return True
 
 
+# Snapshot fields that only a history kept current during replay can answer.
+_HISTORY_FIELDS: Final = frozenset({"history", "version", "updated_at"})
 _DEFAULT_WARNINGS: Final = (Fraction(1, 2), Fraction(3, 4), Fraction(1))
 _UTC_ALWAYS: Final = BusinessCalendar.always(tz="UTC")
 
@@ -179,6 +181,7 @@ class SLADefinition:
     _marks: dict[int, tuple[tuple[int, Fraction], ...]] = attrs.field(
         factory=dict, init=False, eq=False, repr=False, hash=False
     )
+    _reads_history: bool = attrs.field(init=False, eq=False, repr=False, hash=False)
 
     def flags(self, record: Any) -> _Flags:
         """Every condition's answer, and the class, for one snapshot of a record."""
@@ -203,6 +206,12 @@ class SLADefinition:
             raise DefinitionError(f"{self.name}: reads must name record fields, got {self.reads!r}")
         if not isinstance(self.calendar, BusinessCalendar):
             raise DefinitionError(f"{self.name}: calendar must be a BusinessCalendar")
+        # Keeping a replayed snapshot's history current costs a tuple per event: only if read.
+        object.__setattr__(
+            self,
+            "_reads_history",
+            self.reads is None or not _HISTORY_FIELDS.isdisjoint(self.reads),
+        )
         object.__setattr__(
             self,
             "_target_us",
@@ -511,17 +520,13 @@ class _Cycle:
         return out
 
 
-_HISTORY_FIELDS: Final = frozenset({"history", "version", "updated_at"})
-
-
 def _run(record: Walkable, definitions: Sequence[SLADefinition], now: int) -> list[list[_Cycle]]:
     """Replay ``record``'s history up to ``now`` once, driving one machine per definition."""
     if not record.history:
         raise ValidationError("the record has no history to evaluate")
     machines = [_Machine(d) for d in definitions]
     until = from_us(now)
-    # Keeping the snapshot's history current costs a tuple per event: only when read.
-    history = any(d.reads is None or _HISTORY_FIELDS.intersection(d.reads) for d in definitions)
+    history = any(d._reads_history for d in definitions)  # noqa: SLF001 - same module
 
     if record.history[-1].at <= until:  # the usual case: the whole history counts
         if len(machines) == 1:
@@ -612,6 +617,8 @@ class _Machine:
                 self.attach(t, f)
             elif f.stop:
                 cycle.move(t, SLAStage.COMPLETED)
+            elif f.key == cycle.key or self.d.reclassification is _KEEP:  # the usual case
+                cycle.move(t, _PAUSED if f.pause else _RUNNING)
             else:
                 self.reclassify(cycle, t, f)
         elif cycle is not None and state is SLAStage.COMPLETED:
