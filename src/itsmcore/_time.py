@@ -52,12 +52,13 @@ def wall_epoch(tz: tzinfo) -> datetime:
     if epoch is None:
         if len(WALL_EPOCHS) >= WALL_EPOCHS_MAX:  # unbounded zones must not leak memory
             WALL_EPOCHS.clear()
+            WALL_EPOCHS[id(UTC)] = EPOCH
         epoch = WALL_EPOCHS[id(tz)] = datetime(1970, 1, 1, tzinfo=tz)
     return epoch
 
 
-WALL_EPOCHS: dict[int, datetime] = {}
-"""``wall_epoch``'s cache by ``id(tz)``; hot paths read it inline (never holds ``UTC``)."""
+WALL_EPOCHS: dict[int, datetime] = {id(UTC): EPOCH}
+"""``wall_epoch``'s cache by ``id(tz)``, read inline by hot paths; always holds ``UTC``."""
 WALL_EPOCHS_MAX = 256
 
 

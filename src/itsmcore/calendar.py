@@ -673,7 +673,7 @@ class BusinessCalendar:
                 a = start - e - tz.utcoffset(start)
             else:
                 a = since_epoch(start, "start")
-                e = None if tz is UTC else wall_epoch(tz)
+                e = wall_epoch(tz)
         except (AttributeError, TypeError):
             since_epoch(start, "start")
             raise
@@ -690,7 +690,8 @@ class BusinessCalendar:
             k = bisect_left(m.cum_end, target)
             if k < len(m.starts):
                 utc = target - m.base[k]
-                return EPOCH + utc if e is None else tz.fromutc(e + utc)
+                answer: datetime = tz.fromutc(e + utc)
+                return answer
         result = self.add_us(a // MICROSECOND, duration // MICROSECOND)
         self._index_for(result, result).timedeltas()  # warm the mirror for the next call
         return from_us(result, tz)
