@@ -623,14 +623,16 @@ class BusinessCalendar:
         # since_epoch inlined (a third of the cost of a call): see _time.wall_epoch.
         try:
             tz: Any = start.tzinfo  # a real zone whenever the cache knows it
-            e = WALL_EPOCHS.get(id(tz))
-            if e is not None and type(start) is datetime:
+            if tz is UTC:
+                a = start - EPOCH
+            elif (e := WALL_EPOCHS.get(id(tz))) is not None and type(start) is datetime:
                 a = start - e - tz.utcoffset(start)
             else:
                 a = since_epoch(start, "start")
             tz = end.tzinfo
-            e = WALL_EPOCHS.get(id(tz))
-            if e is not None and type(end) is datetime:
+            if tz is UTC:
+                b = end - EPOCH
+            elif (e := WALL_EPOCHS.get(id(tz))) is not None and type(end) is datetime:
                 b = end - e - tz.utcoffset(end)
             else:
                 b = since_epoch(end, "end")
@@ -668,12 +670,16 @@ class BusinessCalendar:
         """
         try:  # since_epoch inlined, as in elapsed
             tz: Any = start.tzinfo  # a real zone whenever the cache knows it
-            e = WALL_EPOCHS.get(id(tz))
-            if e is not None and type(start) is datetime:
-                a = start - e - tz.utcoffset(start)
+            if tz is UTC:  # how the library stores instants: no zone to consult either way
+                a = start - EPOCH
+                e = None
             else:
-                a = since_epoch(start, "start")
-                e = wall_epoch(tz)
+                e = WALL_EPOCHS.get(id(tz))
+                if e is not None and type(start) is datetime:
+                    a = start - e - tz.utcoffset(start)
+                else:
+                    a = since_epoch(start, "start")
+                    e = wall_epoch(tz)
         except (AttributeError, TypeError):
             since_epoch(start, "start")
             raise
@@ -690,7 +696,7 @@ class BusinessCalendar:
             k = bisect_left(m.cum_end, target)
             if k < len(m.starts):
                 utc = target - m.base[k]
-                answer: datetime = tz.fromutc(e + utc)
+                answer: datetime = EPOCH + utc if e is None else tz.fromutc(e + utc)
                 return answer
         result = self.add_us(a // MICROSECOND, duration // MICROSECOND)
         self._index_for(result, result).timedeltas()  # warm the mirror for the next call
