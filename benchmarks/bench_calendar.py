@@ -10,12 +10,13 @@ accepts nothing else):
 - business-duration (``businessDuration``, elapsed only);
 - pandas ``CustomBusinessHour`` (add only, whole hours only).
 
-Peers are slow, so they run on the first ``--peer-cases`` of the cases. Before anything is
+Peers are slow, so they run on the first ``--peer-cases`` of the cases (best of three
+runs; itsmcore best of ``--repeats``). Before anything is
 timed, itsmcore is cross-checked against an independent minute-walk on a sample, and every
 peer answer is compared with itsmcore's; disagreements are counted and shown.
 
     pip install -e '.[bench]'
-    python benchmarks/bench_calendar.py                 # 100k cases, 20k for the peers
+    python benchmarks/bench_calendar.py                 # 100k cases, 10k for the peers
     python benchmarks/bench_calendar.py --quick         # a smoke run
 """
 
@@ -243,26 +244,27 @@ def measure_peers(
     calendar: BusinessCalendar,
     cases: tuple[list[datetime], list[datetime], list[timedelta]],
     mine: tuple[list[timedelta], list[datetime]],
+    repeats: int,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     starts, ends, durations = cases
     m = len(starts)
     rules = businesstimedelta_rules()
     rates: dict[str, float] = {}
     checks: dict[str, Any] = {}
-    t, peer = best_of(1, lambda: run_businesstimedelta_elapsed(rules, starts, ends))
+    t, peer = best_of(repeats, lambda: run_businesstimedelta_elapsed(rules, starts, ends))
     rates["businesstimedelta elapsed"] = m / t
     spans = list(zip(starts, ends, strict=True))
     checks["businesstimedelta elapsed"] = disagreements("peer", mine[0][:m], peer, spans)
-    t, peer = best_of(1, lambda: run_businesstimedelta_add(rules, starts, durations))
+    t, peer = best_of(repeats, lambda: run_businesstimedelta_add(rules, starts, durations))
     rates["businesstimedelta add"] = m / t
     adds = list(zip(starts, durations, strict=True))
     checks["businesstimedelta add"] = disagreements("peer", mine[1][:m], peer, adds)
     utc_starts, utc_ends = [s.astimezone(UTC) for s in starts], [e.astimezone(UTC) for e in ends]
-    t, _ = best_of(1, lambda: run_businesstimedelta_elapsed(rules, utc_starts, utc_ends))
+    t, _ = best_of(repeats, lambda: run_businesstimedelta_elapsed(rules, utc_starts, utc_ends))
     rates["businesstimedelta elapsed (UTC in)"] = m / t
-    t, _ = best_of(1, lambda: run_businesstimedelta_add(rules, utc_starts, durations))
+    t, _ = best_of(repeats, lambda: run_businesstimedelta_add(rules, utc_starts, durations))
     rates["businesstimedelta add (UTC in)"] = m / t
-    t, peer = best_of(1, lambda: run_business_duration(starts, ends))
+    t, peer = best_of(repeats, lambda: run_business_duration(starts, ends))
     rates["business-duration elapsed"] = m / t
     checks["business-duration elapsed"] = disagreements(
         "peer", mine[0][:m], peer, spans, tol=SECOND
@@ -270,7 +272,7 @@ def measure_peers(
     hours = [max(1, round(d / timedelta(hours=1))) for d in durations]
     whole = [timedelta(hours=h) for h in hours]
     mine_whole = [calendar.add(s, d) for s, d in zip(starts, whole, strict=True)]
-    t, peer = best_of(1, lambda: run_pandas_add(starts, hours))
+    t, peer = best_of(repeats, lambda: run_pandas_add(starts, hours))
     rates["pandas CustomBusinessHour add"] = m / t
     checks["pandas CustomBusinessHour add"] = disagreements(
         "peer", mine_whole, peer, list(zip(starts, whole, strict=True))
@@ -298,8 +300,8 @@ RATIOS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=100_000)
-    parser.add_argument("--peer-cases", type=int, default=20_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--peer-cases", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=5, help="best of this many runs")
     parser.add_argument("--seed", type=int, default=2025)
     parser.add_argument("--quick", action="store_true", help="5k cases, 500 for peers")
     parser.add_argument("--json", help="write the results here")
@@ -319,7 +321,8 @@ def main() -> None:
         cases = make_cases(n, args.seed, mix)
         rates, elapsed, added = measure_itsmcore(calendar, cases, args.repeats)
         peer_cases = (cases[0][:m], cases[1][:m], cases[2][:m])
-        peer_rates, checks = measure_peers(calendar, peer_cases, (elapsed, added))
+        mine = (elapsed, added)
+        peer_rates, checks = measure_peers(calendar, peer_cases, mine, min(args.repeats, 3))
         rates |= peer_rates
         ratios = {name: rates[a] / rates[b] for name, (a, b) in RATIOS.items()}
         results["mixes"][mix] = {"ops_per_s": rates, "ratios": ratios, "correctness": checks}
