@@ -190,3 +190,28 @@ def test_older_rows_stay_readable_through_an_upcast() -> None:
         decode("incidents", "INC1", old._replace(schema_version=2))
     with pytest.raises(ValidationError, match="not JSON"):
         decode("incidents", "INC1", old._replace(data="{oops"))
+
+
+_OPENED = json.loads(encode(1, _opened("INC1").history[0]).data)
+
+
+@pytest.mark.parametrize(
+    ("data", "names"),
+    [
+        ({k: v for k, v in _OPENED.items() if k != "title"}, "title"),
+        ({**_OPENED, "impact": "severe"}, "severe"),
+        ({**_OPENED, "channel": "pigeon"}, "pigeon"),
+        ({**_OPENED, "at": 1741000000}, "fromisoformat"),
+        ({**_OPENED, "at": "2025-03-03T09:00:00"}, "naive"),
+        ([1, 2], "list"),
+        (None, "NoneType"),
+    ],
+)
+def test_rows_that_do_not_fit_their_event_are_typed_errors_naming_why(
+    data: object, names: str
+) -> None:
+    row = EventRow(1, "incident.opened", 1, 0, "desk", json.dumps(data))
+    where = r"incidents 'INC1', stored event 1: its data does not fit"
+    with pytest.raises(ValidationError, match=where) as e:
+        decode("incidents", "INC1", row)
+    assert names in str(e.value)

@@ -312,6 +312,62 @@ class RepositoryContract:
         with store.unit_of_work() as uow:
             assert [r.id for r in uow.incidents.find(state="on_hold")] == ["INC3"]
 
+    def test_indexed_columns_follow_every_save(self, store: Any) -> None:
+        # Stores may rewrite only the columns a save changes: whichever way a record reaches
+        # a save (added and saved before commit, saved again after a commit in the same unit
+        # of work, found by a query), every filter must see its latest values.
+        def h(n: int) -> datetime:
+            return T0 + timedelta(hours=n)
+
+        def indexed(record: Incident) -> dict[str, object]:
+            return {
+                "state": str(record.state),
+                "priority": int(record.priority),
+                "assignment_group": record.assignment_group,
+                "assignee": record.assignee,
+                "service": record.service,
+                "ci": record.ci,
+            }
+
+        def assert_indexed(*records: Incident) -> None:
+            with store.unit_of_work() as uow:
+                for record in records:
+                    for name, value in indexed(record).items():
+                        if value is None:
+                            continue
+                        found = [r.id for r in uow.incidents.find(**{name: value})]
+                        want = [r.id for r in records if indexed(r)[name] == value]
+                        assert found == want, (name, value, found)
+                    assert uow.incidents.get(record.id) == record
+
+        record = _opened("INC1", service="mail", ci="srv-1", at=T0)
+        other = _opened("INC9", service="web", at=T0)  # a neighbour that must not move
+        with store.unit_of_work() as uow:
+            uow.incidents.add(record)
+            uow.incidents.add(other)
+            record = record.assign(group="network", at=h(1), by="desk")
+            uow.incidents.save(record)
+            uow.commit()
+        assert_indexed(record, other)
+        with store.unit_of_work() as uow:
+            record = uow.incidents.get("INC1").start(at=h(2), by="sam")
+            uow.incidents.save(record)
+            uow.commit()
+            record = record.reprioritize(impact=1, urgency=1, reason="outage", at=h(3), by="sam")
+            uow.incidents.save(record)
+            uow.commit()
+            assert_indexed(record, other)
+            record = record.assign(group="apps", assignee="kim", at=h(4), by="sam")
+            uow.incidents.save(record)
+            uow.commit()
+        assert_indexed(record, other)
+        with store.unit_of_work() as uow:
+            (found,) = uow.incidents.find(assignment_group="apps")
+            record = found.hold(reason="awaiting_vendor", at=h(5), by="kim")
+            uow.incidents.save(record)
+            uow.commit()
+        assert_indexed(record, other)
+
     # Every store's subclass runs this same property: that is the point of a contract.
     @settings(
         max_examples=15,

@@ -21,6 +21,7 @@ from itsmcore.storage._core import (
     PooledStore,
     UnitOfWorkBase,
     select_ids,
+    update_record,
 )
 
 if TYPE_CHECKING:
@@ -150,13 +151,8 @@ class _PostgresSession:
                         " %s::jsonb)",
                         [(change.kind, change.record_id, *e) for e in change.events],
                     )
-                values = [change.columns.get(c) for c in COLUMNS]
-                conn.execute(
-                    "UPDATE itsm_records SET version = %s, state = %s, priority = %s,"
-                    " assignment_group = %s, assignee = %s, service = %s, ci = %s,"
-                    " opened_at = %s WHERE kind = %s AND id = %s",
-                    (change.base + len(change.events), *values, change.kind, change.record_id),
-                )
+                sql, params = update_record(change, change.base + len(change.events), "%s")
+                conn.execute(sql, params)
 
     def close(self) -> None:
         self._pool.give(self._conn)

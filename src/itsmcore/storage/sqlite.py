@@ -21,6 +21,7 @@ from itsmcore.storage._core import (
     PooledStore,
     UnitOfWorkBase,
     select_ids,
+    update_record,
 )
 
 if TYPE_CHECKING:
@@ -159,18 +160,18 @@ class _SQLiteSession:
                     " at, by, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [(change.kind, change.record_id, *e) for e in change.events],
                 )
-                values = [change.columns.get(c) for c in COLUMNS]
-                conn.execute(
-                    "INSERT INTO itsm_records (kind, id, version, state, priority,"
-                    " assignment_group, assignee, service, ci, opened_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version,"
-                    " state = excluded.state, priority = excluded.priority,"
-                    " assignment_group = excluded.assignment_group,"
-                    " assignee = excluded.assignee, service = excluded.service,"
-                    " ci = excluded.ci, opened_at = excluded.opened_at",
-                    (change.kind, change.record_id, change.base + len(change.events), *values),
-                )
+                version = change.base + len(change.events)
+                if change.base == 0:  # _check_version found no row
+                    conn.execute(
+                        "INSERT INTO itsm_records (kind, id, version, state, priority,"
+                        " assignment_group, assignee, service, ci, opened_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (change.kind, change.record_id, version,
+                         *[change.columns.get(c) for c in COLUMNS]),
+                    )  # fmt: skip
+                else:
+                    sql, params = update_record(change, version, "?")
+                    conn.execute(sql, params)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
