@@ -267,13 +267,6 @@ def _where(kind: str, record_id: str, row: EventRow) -> str:
 # --------------------------------------------------------------------------- unit of work
 
 
-class _Loaded(NamedTuple):
-    version: int
-    last: Event | None
-    record: Any
-    """The record at ``version``, as stored: its columns are what the stored row holds."""
-
-
 class _Repository:
     """One kind's records through one unit of work (see ``itsmcore.repository.Repository``)."""
 
@@ -300,7 +293,7 @@ class _Repository:
                     f"{self._kind.name} {record_id!r}: stored history has a gap at {expected}"
                 )
         record = self._kind.replay(events)
-        self._uow.loaded[self._key(record_id)] = _Loaded(len(events), events[-1], record)
+        self._uow.loaded[self._key(record_id)] = record
         return record
 
     def get(self, record_id: str) -> Any:
@@ -332,11 +325,7 @@ class _Repository:
         known = staged[1].version if staged is not None else base
         if record.version < known:
             raise ValidationError(f"{record_id!r} version {record.version} is older than {known}")
-        if (
-            loaded is not None
-            and loaded.version
-            and (record.history[loaded.version - 1] != loaded.last)
-        ):
+        if loaded is not None and record.history[loaded.version - 1] != loaded.history[-1]:
             raise ValidationError(f"{record_id!r} is not a later version of the record loaded")
         if record.version > base or staged is not None:
             self._uow.staged[key] = (base, record)
@@ -362,7 +351,9 @@ class UnitOfWorkBase:
 
     def __init__(self, session: Session, record_kinds: Iterable[RecordKind[Any]] | None) -> None:
         self.session = session
-        self.loaded: dict[tuple[str, str], _Loaded] = {}
+        # Each record as last read or committed here: its version is the stored row's, and
+        # so are its columns.
+        self.loaded: dict[tuple[str, str], Any] = {}
         self.staged: dict[tuple[str, str], tuple[int, Any]] = {}
         self._kinds = {k.name: k for k in (kinds() if record_kinds is None else record_kinds)}
         for name, kind in self._kinds.items():
@@ -390,7 +381,7 @@ class UnitOfWorkBase:
             to_columns = self._kinds[kind].columns
             prior = self.loaded.get((kind, record_id))
             stored = (
-                dict(to_columns(prior.record))
+                dict(to_columns(prior))
                 if base and prior is not None and prior.version == base
                 else None
             )
@@ -398,7 +389,7 @@ class UnitOfWorkBase:
         if changes:
             self.session.write(changes)
         for (kind, record_id), (_, record) in self.staged.items():
-            self.loaded[kind, record_id] = _Loaded(record.version, record.history[-1], record)
+            self.loaded[kind, record_id] = record
         self.staged.clear()
 
     def rollback(self) -> None:
