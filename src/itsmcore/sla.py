@@ -179,7 +179,7 @@ class SLADefinition:
         init=False, eq=False, repr=False, hash=False
     )
     _marks: dict[int, tuple[tuple[int, Fraction], ...]] = attrs.field(
-        factory=dict, init=False, eq=False, repr=False, hash=False
+        init=False, eq=False, repr=False, hash=False
     )
     _reads_history: bool = attrs.field(init=False, eq=False, repr=False, hash=False)
 
@@ -216,6 +216,16 @@ class SLADefinition:
             self,
             "_target_us",
             {k: None if v is None else v // MICROSECOND for k, v in self.targets.items()},
+        )
+        # Every target a cycle can have comes from this table: its warning thresholds, once.
+        object.__setattr__(
+            self,
+            "_marks",
+            {
+                t: tuple((_threshold(t, f), f) for f in self.warnings)
+                for t in self._target_us.values()
+                if t is not None
+            },
         )
         if self.classes is not None:
             missing = [c for c in self.classes if c not in self.targets]
@@ -353,7 +363,7 @@ class SLADefinition:
         if target is None:
             return None
         done = sum(self.calendar.elapsed_us(a, b) for a, b in cycle.spans(_RUNNING, now))
-        marks = [_threshold(target, f) for f in self.warnings] + [target + 1]
+        marks = [m for m, _ in self._marks[target]] + [target + 1]
         pending = [m - done for m in marks if m > done]
         if not pending:  # breached, every warning crossed: nothing more happens by time
             return None
@@ -387,13 +397,7 @@ class SLADefinition:
         breached_at = due = None
         crossed: tuple[tuple[Fraction, datetime], ...] = ()
         if target is not None:
-            thresholds = self._marks.get(target)
-            if thresholds is None:  # a handful of targets per definition: remember each
-                if len(self._marks) >= _MEMO_LIMIT:
-                    self._marks.clear()
-                thresholds = self._marks[target] = tuple(
-                    (_threshold(target, f), f) for f in self.warnings
-                )
+            thresholds = self._marks[target]
             reached: list[tuple[int, Fraction | None]] = [
                 (m, f) for m, f in thresholds if 0 < m <= done
             ]
