@@ -32,6 +32,7 @@ from itsmcore._time import (
     from_us,
     require_aware,
     since_epoch,
+    to_us,
     wall_epoch,
     zone,
 )
@@ -754,14 +755,14 @@ class BusinessCalendar:
 
     def is_open(self, at: datetime) -> bool:
         """Whether business time is running at ``at``."""
-        t = self._us(at, "at")
+        t = to_us(at, "at")
         index = self._index_for(t, t)
         i = bisect_right(index.starts, t) - 1
         return t < index.ends[i]
 
     def next_open(self, at: datetime) -> datetime:
         """``at`` itself if open, else the next instant at which the calendar opens."""
-        t = self._us(at, "at")
+        t = to_us(at, "at")
         index = self._index_for(t, t)
         while True:
             i = bisect_right(index.starts, t) - 1
@@ -773,7 +774,7 @@ class BusinessCalendar:
 
     def next_close(self, at: datetime) -> datetime:
         """The end of the open interval containing ``at``, or else of the next one."""
-        t = self._us(at, "at")
+        t = to_us(at, "at")
         index = self._index_for(t, t)
         while True:
             i = bisect_right(index.starts, t) - 1
@@ -791,7 +792,7 @@ class BusinessCalendar:
 
     def open_intervals(self, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
         """The maximal open intervals within ``[start, end)``, clipped to it."""
-        a, b = self._us(start, "start"), self._us(end, "end")
+        a, b = to_us(start, "start"), to_us(end, "end")
         if b <= a:
             return []
         index = self._index_for(a, b)
@@ -802,10 +803,6 @@ class BusinessCalendar:
             (from_us(s, tz), from_us(e, tz))
             for s, e in _clip(index.intervals[first - 1 : last - 1], a, b)
         ]
-
-    @staticmethod
-    def _us(value: datetime, name: str) -> int:
-        return since_epoch(value, name) // MICROSECOND
 
     # ----------------------------------------------------------------------- batches
 
