@@ -427,9 +427,9 @@ def test_timeline_shows_the_record_after_each_event() -> None:
     assert [r.version for _, r in steps] == [1, 2, 3, 4]
     assert steps[2][1].hold_reason is HoldReason.AWAITING_VENDOR
     assert steps[-1][1] == i
-    # walk() lends one scratch record; what it shows at each step matches the copies.
+    # The private walk lends one scratch record; what it shows at each step matches copies.
     seen: list[tuple[str, int]] = []
-    i.walk(lambda _e, r: seen.append((r.state, r.version)))
+    i._walk(lambda _e, r: seen.append((r.state, r.version)))
     assert seen == [(r.state, r.version) for _, r in steps]
 
 

@@ -196,7 +196,7 @@ def test_response_stops_at_first_assignment_or_start_and_is_final() -> None:
     )
     assert len(response.evaluate(reopened, at=MON + 5 * H).cycles) == 1
     canceled = incident().cancel(reason="duplicate", at=MON + 10 * M, by="desk")
-    assert response.evaluate(canceled, at=MON + H).stage is SLAStage.CANCELLED
+    assert response.evaluate(canceled, at=MON + H).stage is SLAStage.CANCELED
 
 
 def resolved_then_reopened() -> Incident:
@@ -249,7 +249,7 @@ def test_reclassification_policies_and_no_pause_is_ever_lost() -> None:
     status = restart.evaluate(reprioritized_while_paused(), at=at)
     old, new = status.cycles
     assert (old.stage, old.key, old.business_elapsed, old.business_paused) == (
-        SLAStage.CANCELLED,
+        SLAStage.CANCELED,
         Priority.P3,
         2 * H,
         2 * H,
@@ -304,10 +304,10 @@ def test_cancel_and_reset_conditions() -> None:
     )
     record = incident().assign(group="vip", at=MON + H, by="desk")
     status = definition.evaluate(record, at=MON + 2 * H)
-    assert [c.stage for c in status.cycles] == [SLAStage.CANCELLED, SLAStage.IN_PROGRESS]
+    assert [c.stage for c in status.cycles] == [SLAStage.CANCELED, SLAStage.IN_PROGRESS]
     assert [c.business_elapsed for c in status.cycles] == [H, H]
     canceled = record.cancel(reason="dup", at=MON + 3 * H, by="desk")
-    assert definition.evaluate(canceled, at=MON + 4 * H).stage is SLAStage.CANCELLED
+    assert definition.evaluate(canceled, at=MON + 4 * H).stage is SLAStage.CANCELED
 
 
 def test_dst_breach_instants_in_berlin_and_new_york() -> None:
@@ -431,9 +431,9 @@ def test_start_and_cancel_together_cancel_at_once_whatever_follows(
     )
     status = definition.evaluate(record, at=MON + 5 * H)
     assert [(c.stage, c.started_at, c.business_elapsed) for c in status.cycles] == [
-        (SLAStage.CANCELLED, MON + H, timedelta(0))
+        (SLAStage.CANCELED, MON + H, timedelta(0))
     ]
     moved = record.assign(group="mail", at=MON + 6 * H, by="desk")  # cancel stops holding
     assert [c.stage for c in definition.evaluate(moved, at=MON + 7 * H).cycles] == [
-        SLAStage.CANCELLED
+        SLAStage.CANCELED
     ]

@@ -180,7 +180,7 @@ def test_the_engine_agrees_with_the_brute_force(
     expected_stage = {
         "resolved": SLAStage.COMPLETED,
         "closed": SLAStage.COMPLETED,
-        "canceled": SLAStage.CANCELLED,
+        "canceled": SLAStage.CANCELED,
     }.get(last.state)
     if expected_stage is None:
         held = last.state == "on_hold" and (d.pause_on is None or last.hold_reason in d.pause_on)

@@ -13,33 +13,94 @@ from typing import Any, ClassVar
 import attrs
 import pytest
 
+from itsmcore import Incident
 from itsmcore.errors import ConcurrencyError, ValidationError
 from itsmcore.events import Event
+from itsmcore.repository import RecordKind, kinds
 from itsmcore.storage import InMemoryStore, PostgresStore, SQLiteStore
 from itsmcore.storage._core import EventRow, decode, encode
-from itsmcore.testing import T0, RepositoryContract, _opened
+from itsmcore.testing import T0, RecordKindContract, RepositoryContract
+
+INCIDENTS = next(k for k in kinds() if k.name == "incidents")
 
 
-class TestInMemoryStore(RepositoryContract):
-    def make_store(self, tmp_path: Path) -> Any:
-        return InMemoryStore()
+def _opened(record_id: str, **fields: Any) -> Incident:
+    spec: dict[str, Any] = {
+        "id": record_id, "title": "Mail down", "caller": "mia", "impact": 2, "urgency": 2,
+        "at": T0, "by": "desk",
+    } | fields  # fmt: skip
+    return Incident.open(**spec)
 
-    def corrupt_event(self, store: Any, record_id: str, version: int) -> None:
-        rows = store._events["incidents", record_id]
+
+class InMemory:
+    def make_store(self, tmp_path: Path, kinds: Any = None) -> Any:
+        return InMemoryStore(kinds=kinds)
+
+    def corrupt_event(self, store: Any, kind: str, record_id: str, version: int) -> None:
+        rows = store._events[kind, record_id]
         rows[version - 1] = rows[version - 1]._replace(type="incident.teleported")
 
 
-class TestSQLiteStore(RepositoryContract):
-    def make_store(self, tmp_path: Path) -> Any:
-        return SQLiteStore(tmp_path / "desk.sqlite3")
+class SQLite:
+    def make_store(self, tmp_path: Path, kinds: Any = None) -> Any:
+        return SQLiteStore(tmp_path / "desk.sqlite3", kinds=kinds)
 
-    def corrupt_event(self, store: Any, record_id: str, version: int) -> None:
+    def corrupt_event(self, store: Any, kind: str, record_id: str, version: int) -> None:
         with sqlite3.connect(store.path) as conn:
             conn.execute(
                 "UPDATE itsm_events SET type = 'incident.teleported' "
-                "WHERE kind = 'incidents' AND record_id = ? AND version = ?",
-                (record_id, version),
+                "WHERE kind = ? AND record_id = ? AND version = ?",
+                (kind, record_id, version),
             )
+
+
+class Postgres:
+    @pytest.fixture(autouse=True)
+    def _server(self, postgres_dsn: str) -> None:
+        self.dsn = postgres_dsn
+
+    def make_store(self, tmp_path: Path, kinds: Any = None) -> Any:
+        import psycopg  # noqa: PLC0415
+
+        name = f"itsm_{tmp_path.name.lower().replace('-', '_')[-40:]}_{os.getpid()}"
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name}")
+            conn.execute(f"CREATE DATABASE {name}")
+        return PostgresStore(self.dsn.replace("dbname=postgres", f"dbname={name}"), kinds=kinds)
+
+    def corrupt_event(self, store: Any, kind: str, record_id: str, version: int) -> None:
+        import psycopg  # noqa: PLC0415
+
+        with psycopg.connect(store.dsn, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE itsm_events SET type = 'incident.teleported' "
+                "WHERE kind = %s AND record_id = %s AND version = %s",
+                (kind, record_id, version),
+            )
+
+
+class TestInMemoryStore(InMemory, RepositoryContract):
+    pass
+
+
+class TestSQLiteStore(SQLite, RepositoryContract):
+    pass
+
+
+class TestPostgresStore(Postgres, RepositoryContract):
+    pass
+
+
+class TestIncidentsInMemory(InMemory, RecordKindContract):
+    record_kind: ClassVar[RecordKind[Any]] = INCIDENTS
+
+
+class TestIncidentsInSQLite(SQLite, RecordKindContract):
+    record_kind: ClassVar[RecordKind[Any]] = INCIDENTS
+
+
+class TestIncidentsInPostgres(Postgres, RecordKindContract):
+    record_kind: ClassVar[RecordKind[Any]] = INCIDENTS
 
 
 def _open_store(target: str) -> Any:
@@ -126,37 +187,12 @@ def test_a_process_killed_mid_unit_of_work_leaves_the_last_commit(database: str)
         assert uow.incidents.get("INC1").history[-1].by == "survivor"
 
 
-class TestPostgresStore(RepositoryContract):
-    @pytest.fixture(autouse=True)
-    def _server(self, postgres_dsn: str) -> None:
-        self.dsn = postgres_dsn
-
-    def make_store(self, tmp_path: Path) -> Any:
-        import psycopg  # noqa: PLC0415
-
-        name = f"itsm_{tmp_path.name.lower().replace('-', '_')[-40:]}_{os.getpid()}"
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name}")
-            conn.execute(f"CREATE DATABASE {name}")
-        return PostgresStore(self.dsn.replace("dbname=postgres", f"dbname={name}"))
-
-    def corrupt_event(self, store: Any, record_id: str, version: int) -> None:
-        import psycopg  # noqa: PLC0415
-
-        with psycopg.connect(store.dsn, autocommit=True) as conn:
-            conn.execute(
-                "UPDATE itsm_events SET type = 'incident.teleported' "
-                "WHERE kind = 'incidents' AND record_id = %s AND version = %s",
-                (record_id, version),
-            )
-
-
 @attrs.frozen(kw_only=True)
 class _NoteAdded(Event):
     """A test event at schema version 2: ``text`` was called ``body`` in version 1."""
 
     type: ClassVar[str] = "test.note_added"
-    version: ClassVar[int] = 2
+    schema_version: ClassVar[int] = 2
     text: str
 
     @classmethod
@@ -170,7 +206,7 @@ class _NoteAdded(Event):
 @attrs.frozen(kw_only=True)
 class _Stamped(Event):
     type: ClassVar[str] = "test.stamped"
-    version: ClassVar[int] = 3
+    schema_version: ClassVar[int] = 3
 
 
 def test_older_rows_stay_readable_through_an_upcast() -> None:

@@ -191,7 +191,7 @@ def test_events_are_registered_by_type_and_normalised_to_utc() -> None:
     )
     assert event.at.isoformat() == "2025-03-30T01:30:00+00:00"
     assert event_type("state_changed") is StateChanged
-    assert StateChanged.version == 1
+    assert StateChanged.schema_version == 1
     with pytest.raises(ValidationError, match="unknown event type 'nope'"):
         event_type("nope")
     with pytest.raises(ValidationError, match="naive"):

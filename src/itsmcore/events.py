@@ -1,7 +1,7 @@
 """History events: the immutable facts a record's history is made of.
 
 Every change to a record appends exactly one event. An event type is a frozen class with a
-stable ``type`` string and a schema ``version`` (so stored history stays readable by later
+stable ``type`` string and a ``schema_version`` (so stored history stays readable by later
 releases), the instant it happened (``at``, stored in UTC), the actor (``by``) and the state
 the record was in afterwards (``state``), plus its own data. Event types register themselves
 by ``type``, so the storage layer can turn a stored row back into the right class.
@@ -17,7 +17,7 @@ import attrs
 from itsmcore._time import require_aware
 from itsmcore.errors import DefinitionError, ValidationError
 
-__all__ = ["Event", "StateChanged", "event_type", "utc"]
+__all__ = ["Event", "StateChanged", "event_type", "event_types", "utc"]
 
 _REGISTRY: dict[str, type[Event]] = {}
 
@@ -39,12 +39,13 @@ def _actor(value: object) -> str:
 class Event:
     """Base of every history event.
 
-    Subclasses set the class variables ``type`` (stable, e.g. ``"incident.resolved"``) and
-    ``version`` (the schema version of their fields, starting at 1).
+    Subclasses set the class variables ``type`` (stable, e.g. ``"incident.resolved"``, unique
+    across every module) and ``schema_version`` (the version of their fields, starting at 1;
+    a class that raises it provides ``upcast(data, version)`` for older stored rows).
     """
 
     type: ClassVar[str] = "event"
-    version: ClassVar[int] = 1
+    schema_version: ClassVar[int] = 1
 
     at: datetime = attrs.field(converter=utc)
     """When it happened (UTC)."""
@@ -59,10 +60,23 @@ class Event:
         if not isinstance(name, str):
             return  # an intermediate base class without a type of its own
         previous = _REGISTRY.get(name)
-        # attrs rebuilds a slotted class, so the same definition registers twice: allow that.
-        if previous is not None and previous.__qualname__ != cls.__qualname__:
-            raise DefinitionError(f"event type {name!r} is already used by {previous.__qualname__}")
+        # attrs rebuilds a slotted class, so the same definition registers twice: allow that,
+        # and only that (the same module and name), never a second class taking the string.
+        if previous is not None and _origin(previous) != _origin(cls):
+            raise DefinitionError(
+                f"event type {name!r} of {_origin(cls)} is already used by {_origin(previous)}; "
+                "give each event class its own type string"
+            )
         _REGISTRY[name] = cls
+
+
+def _origin(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def event_types() -> dict[str, type[Event]]:
+    """Every registered event class by its ``type`` string."""
+    return dict(_REGISTRY)
 
 
 def event_type(name: str) -> type[Event]:

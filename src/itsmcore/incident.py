@@ -1,32 +1,54 @@
 """Incident management: the record, its states, its events and its lifecycle table.
 
 An incident is an unplanned interruption of a service; the practice restores service as fast
-as possible. ``Incident`` is a frozen record: every verb (``assign``, ``hold``, ``resolve`` …)
-returns a new record with one more event in ``history``, checked against the incident
-``Workflow``. The semantics follow ServiceNow's incident state model, the de-facto reference.
+as possible. ``Incident`` is a record on the engine of :mod:`itsmcore.record`: every verb
+(``assign``, ``hold``, ``resolve`` …) returns a new record with one more event in
+``history``, checked against the incident ``Workflow``. The semantics follow ServiceNow's
+incident state model, the de-facto reference. This module holds only what is particular to
+incidents; assigning, prioritising, commenting, linking, canceling, reopening and editing are
+the shared capabilities of :mod:`itsmcore.capabilities`.
 """
 
-# The batch and family functions below are part of this module's record logic and use its
-# private engine (_do, _apply) on purpose.
+# The family and batch functions below are part of this module's record logic and use the
+# engine's private _do on purpose.
 # ruff: noqa: SLF001
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Self
 
 import attrs
 
 from itsmcore._time import require_aware
-from itsmcore.errors import ValidationError
-from itsmcore.events import Event, StateChanged, utc
+from itsmcore.capabilities import (
+    DEFAULT_MATRIX,
+    Assignable,
+    Assigned,
+    Cancelable,
+    Canceled,
+    Commentable,
+    Commented,
+    Editable,
+    FieldsUpdated,
+    Linkable,
+    Linked,
+    Prioritized,
+    Reopenable,
+    Reopened,
+    Reprioritized,
+    Unlinked,
+)
+from itsmcore.errors import InvalidTransitionError, ValidationError
+from itsmcore.events import Event
 from itsmcore.priority import Impact, Priority, PriorityMatrix, Urgency
-from itsmcore.workflow import Guard, Transition, Workflow
+from itsmcore.record import Column, Opened, applies, member, optional_text, text, verb
+from itsmcore.workflow import ACTIVE, CANCELED, MET, PAUSED, Guard, Transition, Workflow
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Iterable
 
     from itsmcore.calendar import BusinessCalendar
 
@@ -120,49 +142,15 @@ class LinkKind(StrEnum):
     KNOWLEDGE = "knowledge"
 
 
-# --------------------------------------------------------------------------- value checks
-
-
-def _text(value: object, name: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(f"{name} must be a non-empty string, got {value!r}")
-    return value.strip()
-
-
-def _optional_text(value: object, name: str) -> str | None:
-    return None if value is None else _text(value, name)
-
-
-_E = TypeVar("_E", bound=StrEnum)
-
-
-def _member(kind: type[_E], value: object, name: str) -> _E:
-    if isinstance(value, kind):
-        return value
-    try:
-        return kind(value.strip().lower().replace(" ", "_").replace("-", "_"))  # type: ignore[attr-defined]
-    except (ValueError, AttributeError):
-        allowed = ", ".join(m.value for m in kind)
-        raise ValidationError(f"unknown {name} {value!r}; use one of: {allowed}") from None
-
-
-_STATES: Final[dict[str, str]] = {s.value: s for s in IncidentState}
-
-
-def _state(value: str) -> str:
-    """Known states as ``IncidentState`` members; a custom workflow's states stay strings."""
-    return _STATES.get(value, value)
-
-
 # --------------------------------------------------------------------------- events
 
 
 @attrs.frozen(kw_only=True)
-class IncidentOpened(Event):
+class IncidentOpened(Opened):
     """An incident was logged."""
 
     type: ClassVar[str] = "incident.opened"
-    id: str
+    schema_version: ClassVar[int] = 2
     title: str
     description: str
     caller: str
@@ -176,14 +164,19 @@ class IncidentOpened(Event):
     priority: Priority
     priority_overridden: bool
 
+    @classmethod
+    def upcast(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
+        """Version 1 did not name the workflow: every such incident ran on the default."""
+        if version == 1 and isinstance(data, dict):
+            return {**data, "workflow": INCIDENT_WORKFLOW.name}
+        return data
+
 
 @attrs.frozen(kw_only=True)
-class IncidentAssigned(Event):
+class IncidentAssigned(Assigned):
     """The incident was routed to a group and/or a person."""
 
     type: ClassVar[str] = "incident.assigned"
-    group: str
-    assignee: str | None
 
 
 @attrs.frozen(kw_only=True)
@@ -221,11 +214,10 @@ class IncidentResolved(Event):
 
 
 @attrs.frozen(kw_only=True)
-class IncidentReopened(Event):
+class IncidentReopened(Reopened):
     """A resolved incident came back: the fix did not hold."""
 
     type: ClassVar[str] = "incident.reopened"
-    reason: str
 
 
 @attrs.frozen(kw_only=True)
@@ -238,11 +230,10 @@ class IncidentClosed(Event):
 
 
 @attrs.frozen(kw_only=True)
-class IncidentCanceled(Event):
+class IncidentCanceled(Canceled):
     """The incident was logged in error or duplicates another."""
 
     type: ClassVar[str] = "incident.canceled"
-    reason: str
 
 
 @attrs.frozen(kw_only=True)
@@ -258,24 +249,17 @@ class IncidentEscalated(Event):
 
 
 @attrs.frozen(kw_only=True)
-class IncidentReprioritized(Event):
+class IncidentReprioritized(Reprioritized):
     """Impact, urgency or an explicit priority changed."""
 
     type: ClassVar[str] = "incident.reprioritized"
-    impact: Impact
-    urgency: Urgency
-    priority: Priority
-    priority_overridden: bool
-    reason: str
 
 
 @attrs.frozen(kw_only=True)
-class IncidentCommented(Event):
+class IncidentCommented(Commented):
     """A comment or work note was added."""
 
     type: ClassVar[str] = "incident.commented"
-    text: str
-    from_caller: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -288,19 +272,24 @@ class MajorIncidentChanged(Event):
 
 
 @attrs.frozen(kw_only=True)
-class IncidentLinked(Event):
+class IncidentLinked(Linked):
     """The incident now points at a problem, change, knowledge article, parent or child."""
 
     type: ClassVar[str] = "incident.linked"
-    kind: str
-    target: str
 
 
-def _first_event(events: Iterable[Event]) -> IncidentOpened:
-    first = next(iter(events), None)
-    if not isinstance(first, IncidentOpened):
-        raise ValidationError(f"an incident history starts with an opening, not {first!r}")
-    return first
+@attrs.frozen(kw_only=True)
+class IncidentUnlinked(Unlinked):
+    """The incident no longer points at a problem, change or knowledge article."""
+
+    type: ClassVar[str] = "incident.unlinked"
+
+
+@attrs.frozen(kw_only=True)
+class IncidentUpdated(FieldsUpdated):
+    """Title, description, caller, category, service or CI were edited."""
+
+    type: ClassVar[str] = "incident.updated"
 
 
 # --------------------------------------------------------------------------- lifecycle
@@ -333,17 +322,24 @@ _NEW, _WORK, _HOLD = IncidentState.NEW, IncidentState.IN_PROGRESS, IncidentState
 _RESOLVED = IncidentState.RESOLVED
 
 
-def incident_workflow(resolution_codes: Iterable[str] = tuple(ResolutionCode)) -> Workflow:
+def incident_workflow(
+    resolution_codes: Iterable[str] = tuple(ResolutionCode), *, name: str = "incident"
+) -> Workflow:
     """The incident lifecycle, with the resolution codes a desk accepts.
 
     Rows follow ServiceNow: work starts from New; New and In Progress go on hold and come
     back; New (first-contact fix) and In Progress resolve; Resolved reopens to In Progress or
     closes; New and In Progress cancel; Closed and Canceled are final. Actions (assign,
-    escalate, reprioritise, comment, link, the major-incident steps) keep the state and are
-    allowed while the incident is active; comments and links also once resolved.
+    escalate, reprioritise, comment, link, update, the major-incident steps) keep the state
+    and are allowed while the incident is active; comments, links and edits also once
+    resolved. Tags: New, In Progress and On Hold are ``active``, On Hold is ``paused``,
+    Resolved and Closed are ``met``, Canceled is ``canceled``.
+
+    A workflow with other codes is another workflow: give it its own ``name`` and register it
+    (``Incident.register_workflow``) so stored incidents find it again.
     """
     return Workflow(
-        name="incident",
+        name=name,
         states=tuple(IncidentState),
         initial=_NEW,
         terminal=(IncidentState.CLOSED, IncidentState.CANCELED),
@@ -362,26 +358,30 @@ def incident_workflow(resolution_codes: Iterable[str] = tuple(ResolutionCode)) -
             Transition("reprioritize", _ACTIVE),
             Transition("comment", (*_ACTIVE, _RESOLVED)),
             Transition("link", (*_ACTIVE, _RESOLVED)),
+            Transition("unlink", (*_ACTIVE, _RESOLVED)),
+            Transition("update", (*_ACTIVE, _RESOLVED)),
             Transition("propose_major", _ACTIVE, guards=(_major_proposable,)),
             Transition("accept_major", _ACTIVE, guards=(_major_proposed,)),
             Transition("reject_major", _ACTIVE, guards=(_major_proposed,)),
         ),
+        tags={
+            ACTIVE: _ACTIVE,
+            PAUSED: (_HOLD,),
+            MET: (_RESOLVED, IncidentState.CLOSED),
+            CANCELED: (IncidentState.CANCELED,),
+        },
     )
 
 
 INCIDENT_WORKFLOW: Final = incident_workflow()
 """The default incident lifecycle."""
 
-_DEFAULT_MATRIX: Final = PriorityMatrix.itil_default()
-
 
 # --------------------------------------------------------------------------- the record
 
 
-# Not slotted: _apply copies the instance dict in one C call, several times faster than
-# attrs.evolve re-running __init__ over every field on each of a record's many events.
 @attrs.frozen(kw_only=True, slots=False)
-class Incident:
+class Incident(Assignable, Prioritized, Commentable, Linkable, Cancelable, Reopenable, Editable):
     """An incident record: its current fields and the history that produced them.
 
     Build one with :meth:`open`; change it with its verbs, each of which takes keyword-only
@@ -390,60 +390,50 @@ class Incident:
     equal record from the history alone.
     """
 
-    id: str
+    kind: ClassVar[str] = "incident"
+    state_enum: ClassVar[type[StrEnum]] = IncidentState
+    default_workflow: ClassVar[Workflow] = INCIDENT_WORKFLOW
+    link_fields: ClassVar[Mapping[str, str]] = {
+        LinkKind.PROBLEM: "problems",
+        LinkKind.CHANGE: "changes",
+        LinkKind.KNOWLEDGE: "knowledge",
+    }
+    editable: ClassVar[tuple[str, ...]] = (
+        "title", "description", "caller", "category", "subcategory", "service", "ci",
+    )  # fmt: skip
+    indexed: ClassVar[tuple[Column, ...]] = (
+        Column("state", str),
+        Column("priority", int),
+        Column("assignment_group", str),
+        Column("assignee", str),
+        Column("service", str),
+        Column("ci", str),
+        Column("opened_at", datetime, range=("opened_from", "opened_until")),
+    )
+
     title: str
     description: str = ""
     caller: str
-    opened_by: str
     channel: Channel
     service: str | None = None
     ci: str | None = None
     category: str | None = None
     subcategory: str | None = None
-    impact: Impact
-    urgency: Urgency
-    priority: Priority
-    priority_overridden: bool = False
-    state: str = IncidentState.NEW
     hold_reason: HoldReason | None = None
-    assignment_group: str | None = None
-    assignee: str | None = None
-    first_assignee: str | None = None
-    reassignment_count: int = 0
     tier: int = 1
     """Support tier: 1 for the service desk, one more per functional escalation."""
     hierarchical_escalations: int = 0
-    opened_at: datetime
     resolved_at: datetime | None = None
     resolved_by: str | None = None
     closed_at: datetime | None = None
     resolution_code: str | None = None
     resolution_notes: str | None = None
-    reopen_count: int = 0
     major: MajorState | None = None
     parent: str | None = None
     children: frozenset[str] = frozenset()
     problems: tuple[str, ...] = ()
     changes: tuple[str, ...] = ()
     knowledge: tuple[str, ...] = ()
-    history: tuple[Event, ...] = ()
-    workflow: Workflow = attrs.field(default=INCIDENT_WORKFLOW, eq=False, repr=False)
-    """The lifecycle this record's verbs are checked against (not part of its identity)."""
-
-    @property
-    def version(self) -> int:
-        """How many events the record has seen: the optimistic-concurrency token."""
-        return len(self.history)
-
-    @property
-    def updated_at(self) -> datetime:
-        """When the last event happened."""
-        return self.history[-1].at
-
-    @property
-    def is_active(self) -> bool:
-        """Whether work on the incident is still to be done (not resolved, closed or canceled)."""
-        return self.state in _ACTIVE
 
     @property
     def first_contact_resolution(self) -> bool:
@@ -482,168 +472,59 @@ class Incident:
         category: str | None = None,
         subcategory: str | None = None,
         priority: Priority | str | int | None = None,
-        matrix: PriorityMatrix = _DEFAULT_MATRIX,
+        matrix: PriorityMatrix = DEFAULT_MATRIX,
         workflow: Workflow = INCIDENT_WORKFLOW,
-    ) -> Incident:
+    ) -> Self:
         """Log a new incident.
 
         The priority comes from ``matrix`` (ITIL's impact-by-urgency table by default) unless
-        an explicit ``priority`` is given, which is recorded as an override.
+        an explicit ``priority`` is given, which is recorded as an override. The incident
+        runs on ``workflow`` and keeps it through every store (register a custom one with
+        :meth:`register_workflow`).
 
         Raises:
             ValidationError: an empty id, title or caller, an unknown channel, impact,
                 urgency or priority label, or a naive ``at``.
         """
-        impact_, urgency_ = Impact.parse(impact), Urgency.parse(urgency)
+        workflow = cls._workflow(workflow)
         event = IncidentOpened(
-            at=require_aware(at, "at"),
+            at=at,
             by=by,
             state=workflow.initial,
-            id=_text(id, "id"),
-            title=_text(title, "title"),
+            workflow=workflow.name,
+            id=text(id, "id"),
+            title=text(title, "title"),
             description=description.strip() if isinstance(description, str) else "",
-            caller=_text(caller, "caller"),
-            channel=_member(Channel, channel, "channel"),
-            service=_optional_text(service, "service"),
-            ci=_optional_text(ci, "ci"),
-            category=_optional_text(category, "category"),
-            subcategory=_optional_text(subcategory, "subcategory"),
-            impact=impact_,
-            urgency=urgency_,
-            priority=matrix.priority(impact_, urgency_)
-            if priority is None
-            else Priority.parse(priority),
-            priority_overridden=priority is not None,
+            caller=text(caller, "caller"),
+            channel=member(Channel, channel, "channel"),
+            service=optional_text(service, "service"),
+            ci=optional_text(ci, "ci"),
+            category=optional_text(category, "category"),
+            subcategory=optional_text(subcategory, "subcategory"),
+            **cls._priority_fields(impact, urgency, priority, matrix),
         )
-        return cls._from_opened(event, workflow)
-
-    @classmethod
-    def _from_opened(cls, event: IncidentOpened, workflow: Workflow) -> Incident:
-        # Filled in directly, like _apply: every value comes from a validated event, and
-        # replaying many histories spends much of its time building these records.
-        record = object.__new__(cls)
-        record.__dict__.update(
-            _INCIDENT_DEFAULTS,
-            id=event.id,
-            title=event.title,
-            description=event.description,
-            caller=event.caller,
-            opened_by=event.by,
-            channel=event.channel,
-            service=event.service,
-            ci=event.ci,
-            category=event.category,
-            subcategory=event.subcategory,
-            impact=event.impact,
-            urgency=event.urgency,
-            priority=event.priority,
-            priority_overridden=event.priority_overridden,
-            state=_state(event.state),
-            opened_at=event.at,
-            history=(event,),
-            workflow=workflow,
-        )
-        return record
-
-    @classmethod
-    def replay(cls, events: Iterable[Event], *, workflow: Workflow = INCIDENT_WORKFLOW) -> Incident:
-        """Rebuild a record from its history alone; the result equals the original record.
-
-        Raises:
-            ValidationError: the history is empty, does not start with an opening, or holds
-                an event that is not an incident event.
-        """
-        events = tuple(events)
-        record = cls._from_opened(_first_event(events), workflow)
-        record._fold(events, None)
-        record.__dict__["history"] = events
-        return record
-
-    def timeline(self) -> list[tuple[Event, Incident]]:
-        """The record as it was after each event of its history, oldest first."""
-        steps: list[tuple[Event, Incident]] = []
-        self.walk(lambda event, record: steps.append((event, copy.copy(record))))
-        return steps
-
-    def walk(self, on_step: Callable[[Event, Incident], object], *, history: bool = True) -> None:
-        """Call ``on_step(event, record)`` with the record as it was after each event.
-
-        The record passed is one scratch object updated in place between calls: read it
-        during the call, copy it (``copy.copy``) to keep it. This is how SLA clocks are
-        evaluated without building a record per event. ``history=False`` skips keeping the
-        scratch record's ``history`` (and so ``version``) current, for callers that never
-        read them.
-        """
-        first = _first_event(self.history)
-        record = type(self)._from_opened(first, self.workflow)
-        on_step(first, record)
-        record._fold(self.history, on_step, history=history)
-
-    def _fold(
-        self,
-        events: Iterable[Event],
-        on_step: Callable[[Event, Incident], object] | None,
-        *,
-        history: bool = True,
-    ) -> None:
-        """Apply every event after the opening to this (not yet shared) record, in place.
-
-        Building one record per event would cost a copy each time. With ``on_step`` the
-        history is kept current and ``on_step`` called after every event; without it the
-        caller sets ``history`` once at the end.
-        """
-        fields = self.__dict__
-        stream = iter(events)
-        last = next(stream).at
-        known_state = _STATES.get
-        for event in stream:
-            apply = _APPLY.get(type(event))
-            if apply is None:
-                raise ValidationError(f"{type(event).__name__} is not an incident event")
-            if event.at < last:
-                raise ValidationError(
-                    f"{self.id}: the history goes back in time at {event.type} "
-                    f"({event.at.isoformat()} after {last.isoformat()})"
-                )
-            last = event.at
-            fields.update(apply(self, event))
-            fields["state"] = known_state(event.state, event.state)
-            if on_step is not None:
-                if history:
-                    fields["history"] = (*fields["history"], event)
-                on_step(event, self)
+        return cls._opened(event, workflow)
 
     # ----------------------------------------------------------------------- verbs
 
-    def assign(self, *, group: str, assignee: str | None = None, at: datetime, by: str) -> Self:
-        """Route the incident to ``group`` (and optionally a person in it).
-
-        Changing the group or replacing an assignee counts as a reassignment; a first
-        assignment, or naming a person within the same group, does not.
-        """
-        return self._do(
-            "assign",
-            IncidentAssigned,
-            at,
-            by,
-            group=_text(group, "group"),
-            assignee=_optional_text(assignee, "assignee"),
-        )
-
+    @verb
     def start(self, *, at: datetime, by: str) -> Self:
         """Start work: New → In Progress."""
         return self._do("start", IncidentStarted, at, by)
 
+    @verb
     def hold(self, *, reason: HoldReason | str, at: datetime, by: str) -> Self:
         """Put the incident on hold; a reason is required."""
         return self._do(
-            "hold", IncidentHeld, at, by, reason=_member(HoldReason, reason, "hold reason")
+            "hold", IncidentHeld, at, by, reason=member(HoldReason, reason, "hold reason")
         )
 
+    @verb
     def resume(self, *, at: datetime, by: str, note: str | None = None) -> Self:
         """Take the incident off hold: On Hold → In Progress."""
-        return self._do("resume", IncidentResumed, at, by, note=_optional_text(note, "note"))
+        return self._do("resume", IncidentResumed, at, by, note=optional_text(note, "note"))
 
+    @verb
     def resolve(self, *, code: ResolutionCode | str, notes: str, at: datetime, by: str) -> Self:
         """Record that service is restored; a resolution code and notes are required."""
         return self._do(
@@ -651,22 +532,16 @@ class Incident:
             IncidentResolved,
             at,
             by,
-            code=_text(code, "code"),
-            notes=_text(notes, "notes"),
+            code=text(code, "code"),
+            notes=text(notes, "notes"),
         )
 
-    def reopen(self, *, reason: str, at: datetime, by: str) -> Self:
-        """The fix did not hold: Resolved → In Progress, counting the reopen."""
-        return self._do("reopen", IncidentReopened, at, by, reason=_text(reason, "reason"))
-
+    @verb
     def close(self, *, at: datetime, by: str) -> Self:
         """Confirm the resolution: Resolved → Closed (read-only from then on)."""
         return self._do("close", IncidentClosed, at, by)
 
-    def cancel(self, *, reason: str, at: datetime, by: str) -> Self:
-        """Withdraw an incident logged in error or duplicating another."""
-        return self._do("cancel", IncidentCanceled, at, by, reason=_text(reason, "reason"))
-
+    @verb
     def escalate(
         self,
         *,
@@ -696,238 +571,100 @@ class Incident:
             at,
             by,
             kind=kind,
-            reason=_text(reason, "reason"),
-            group=_optional_text(group, "group"),
-            assignee=_optional_text(assignee, "assignee"),
-            manager=_optional_text(manager, "manager"),
+            reason=text(reason, "reason"),
+            group=optional_text(group, "group"),
+            assignee=optional_text(assignee, "assignee"),
+            manager=optional_text(manager, "manager"),
         )
 
-    def reprioritize(
-        self,
-        *,
-        reason: str,
-        at: datetime,
-        by: str,
-        impact: Impact | str | int | None = None,
-        urgency: Urgency | str | int | None = None,
-        priority: Priority | str | int | None = None,
-        matrix: PriorityMatrix = _DEFAULT_MATRIX,
-    ) -> Self:
-        """Change impact and/or urgency, or set an explicit priority; a reason is required.
-
-        The priority follows from ``matrix`` unless ``priority`` is given, which is recorded
-        as an override.
-        """
-        impact_ = self.impact if impact is None else Impact.parse(impact)
-        urgency_ = self.urgency if urgency is None else Urgency.parse(urgency)
-        return self._do(
-            "reprioritize",
-            IncidentReprioritized,
-            at,
-            by,
-            impact=impact_,
-            urgency=urgency_,
-            priority=matrix.priority(impact_, urgency_)
-            if priority is None
-            else Priority.parse(priority),
-            priority_overridden=priority is not None,
-            reason=_text(reason, "reason"),
-        )
-
+    @verb
     def comment(self, *, text: str, at: datetime, by: str, from_caller: bool = False) -> Self:
         """Add a comment or work note.
 
         When the caller answers an incident awaiting the caller, the incident goes back to
         In Progress by itself (a second event records that).
         """
-        record = self._do(
-            "comment", IncidentCommented, at, by, text=_text(text, "text"), from_caller=from_caller
-        )
+        record = super().comment(text=text, at=at, by=by, from_caller=from_caller)
         awaiting = from_caller and record.hold_reason is HoldReason.AWAITING_CALLER
         if awaiting and "resume" in record.workflow.allowed(record):
             return record.resume(at=at, by=by, note="the caller responded")
         return record
 
+    @verb
     def propose_major(self, *, reason: str, at: datetime, by: str) -> Self:
         """Propose the incident as a major-incident candidate."""
-        return self._major("propose_major", MajorState.PROPOSED, at, by, _text(reason, "reason"))
+        return self._major("propose_major", MajorState.PROPOSED, at, by, text(reason, "reason"))
 
+    @verb
     def accept_major(self, *, at: datetime, by: str) -> Self:
         """Accept a proposed candidate as a major incident (a major-incident manager's call)."""
         return self._major("accept_major", MajorState.ACCEPTED, at, by, None)
 
+    @verb
     def reject_major(self, *, reason: str, at: datetime, by: str) -> Self:
         """Reject a proposed candidate; it may be proposed again later."""
-        return self._major("reject_major", MajorState.REJECTED, at, by, _text(reason, "reason"))
+        return self._major("reject_major", MajorState.REJECTED, at, by, text(reason, "reason"))
 
     def _major(
         self, trigger: str, major: MajorState, at: datetime, by: str, reason: str | None
     ) -> Self:
         return self._do(trigger, MajorIncidentChanged, at, by, major=major, reason=reason)
 
-    def link(self, *, kind: LinkKind | str, target: str, at: datetime, by: str) -> Self:
-        """Point the incident at a problem, change or knowledge article by id."""
-        return self._do(
-            "link",
-            IncidentLinked,
-            at,
-            by,
-            kind=_member(LinkKind, kind, "link kind"),
-            target=_text(target, "target"),
-        )
+    # ----------------------------------------------------------------------- appliers
 
-    def fire(self, trigger: str, *, at: datetime, by: str, **data: str) -> Self:
-        """Fire any trigger of this record's workflow, e.g. one a customised lifecycle adds.
+    @applies(IncidentStarted)
+    def _on_started(self, _e: IncidentStarted) -> Mapping[str, Any]:
+        return {}
 
-        The record moves to the trigger's target state and a ``StateChanged`` event records
-        the trigger and ``data``. Typed verbs are preferable for the standard triggers, as
-        they record richer events and update the matching fields.
-        """
-        return self._do(
-            trigger,
-            StateChanged,
-            at,
-            by,
-            trigger=trigger,
-            source=str(self.state),
-            data=tuple(sorted((k, str(v)) for k, v in data.items())),
-        )
+    @applies(IncidentHeld)
+    def _on_held(self, e: IncidentHeld) -> Mapping[str, Any]:
+        return {"hold_reason": e.reason}
 
-    # ----------------------------------------------------------------------- engine
+    @applies(IncidentResumed, IncidentCanceled)
+    def _off_hold(self, _e: Event) -> Mapping[str, Any]:
+        return {"hold_reason": None}
 
-    def _do(
-        self, trigger: str, event_class: type[Event], at: datetime, by: str, /, **data: Any
-    ) -> Self:
-        """Check time and lifecycle, then apply one event; nothing changes on error.
+    @applies(IncidentResolved)
+    def _on_resolved(self, e: IncidentResolved) -> Mapping[str, Any]:
+        return {
+            "hold_reason": None,
+            "resolved_at": e.at,
+            "resolved_by": e.by,
+            "resolution_code": e.code,
+            "resolution_notes": e.notes,
+        }
 
-        Positional-only, so event fields named ``kind`` or ``trigger`` pass through ``data``.
-        """
-        at = utc(at)
-        last = self.history[-1].at if self.history else None
-        if last is not None and at < last:
-            raise ValidationError(
-                f"{self.id}: {trigger} at {at.isoformat()} is before the last event "
-                f"({last.isoformat()}); a record's time never goes backwards"
-            )
-        state = self.workflow.target(self, trigger, **data)
-        return self._apply(event_class(at=at, by=by, state=state, **data))
+    @applies(IncidentReopened)
+    def _on_incident_reopened(self, e: IncidentReopened) -> Mapping[str, Any]:
+        return {
+            **self._on_reopened(e),
+            "resolved_at": None,
+            "resolved_by": None,
+            "resolution_code": None,
+            "resolution_notes": None,
+        }
 
-    def _apply(self, event: Event) -> Self:
-        apply = _APPLY.get(type(event))
-        if apply is None:
-            raise ValidationError(f"{type(event).__name__} is not an incident event")
-        new = object.__new__(type(self))
-        fields = new.__dict__
-        fields.update(self.__dict__)
-        fields.update(apply(self, event))  # values already checked by the verb or the event
-        fields["history"] = (*self.history, event)
-        fields["state"] = _state(event.state)
-        return new
+    @applies(IncidentClosed)
+    def _on_closed(self, e: IncidentClosed) -> Mapping[str, Any]:
+        return {"closed_at": e.at}
 
+    @applies(IncidentEscalated)
+    def _on_escalated(self, e: IncidentEscalated) -> Mapping[str, Any]:
+        if e.kind is EscalationKind.HIERARCHICAL:
+            return {"hierarchical_escalations": self.hierarchical_escalations + 1}
+        return {"assignment_group": e.group, "assignee": e.assignee, "tier": self.tier + 1}
 
-_INCIDENT_DEFAULTS: Final = {
-    f.name: f.default for f in attrs.fields(Incident) if f.default is not attrs.NOTHING
-}
+    @applies(MajorIncidentChanged)
+    def _on_major(self, e: MajorIncidentChanged) -> Mapping[str, Any]:
+        return {"major": e.major}
 
-
-# ----------------------------------------------------------------- how events change a record
-
-
-def _on_assigned(record: Incident, e: IncidentAssigned) -> dict[str, Any]:
-    moved = record.assignment_group is not None and e.group != record.assignment_group
-    replaced = record.assignee is not None and e.assignee not in (None, record.assignee)
-    return {
-        "assignment_group": e.group,
-        "assignee": e.assignee if e.assignee is not None or moved else record.assignee,
-        "first_assignee": record.first_assignee or e.assignee,
-        "reassignment_count": record.reassignment_count + (moved or replaced),
-    }
-
-
-def _on_held(_record: Incident, e: IncidentHeld) -> dict[str, Any]:
-    return {"hold_reason": e.reason}
-
-
-def _off_hold(_record: Incident, _e: Event) -> dict[str, Any]:
-    return {"hold_reason": None}
-
-
-def _on_resolved(_record: Incident, e: IncidentResolved) -> dict[str, Any]:
-    return {
-        "hold_reason": None,
-        "resolved_at": e.at,
-        "resolved_by": e.by,
-        "resolution_code": e.code,
-        "resolution_notes": e.notes,
-    }
-
-
-def _on_reopened(record: Incident, _e: IncidentReopened) -> dict[str, Any]:
-    return {
-        "resolved_at": None,
-        "resolved_by": None,
-        "resolution_code": None,
-        "resolution_notes": None,
-        "reopen_count": record.reopen_count + 1,
-    }
-
-
-def _on_closed(_record: Incident, e: IncidentClosed) -> dict[str, Any]:
-    return {"closed_at": e.at}
-
-
-def _on_escalated(record: Incident, e: IncidentEscalated) -> dict[str, Any]:
-    if e.kind is EscalationKind.HIERARCHICAL:
-        return {"hierarchical_escalations": record.hierarchical_escalations + 1}
-    return {"assignment_group": e.group, "assignee": e.assignee, "tier": record.tier + 1}
-
-
-def _on_reprioritized(_record: Incident, e: IncidentReprioritized) -> dict[str, Any]:
-    return {
-        "impact": e.impact,
-        "urgency": e.urgency,
-        "priority": e.priority,
-        "priority_overridden": e.priority_overridden,
-    }
-
-
-def _on_major(_record: Incident, e: MajorIncidentChanged) -> dict[str, Any]:
-    return {"major": e.major}
-
-
-_LINK_FIELDS: Final = {"problem": "problems", "change": "changes", "knowledge": "knowledge"}
-
-
-def _on_linked(record: Incident, e: IncidentLinked) -> dict[str, Any]:
-    if e.kind == "parent":
-        return {"parent": e.target}
-    if e.kind == "child":
-        return {"children": record.children | {e.target}}
-    name = _LINK_FIELDS[e.kind]
-    current: tuple[str, ...] = getattr(record, name)
-    return {name: current if e.target in current else (*current, e.target)}
-
-
-def _nothing(_record: Incident, _e: Event) -> dict[str, Any]:
-    return {}
-
-
-_APPLY: Final[dict[type[Event], Callable[[Incident, Any], dict[str, Any]]]] = {
-    IncidentAssigned: _on_assigned,
-    IncidentStarted: _nothing,
-    IncidentHeld: _on_held,
-    IncidentResumed: _off_hold,
-    IncidentResolved: _on_resolved,
-    IncidentReopened: _on_reopened,
-    IncidentClosed: _on_closed,
-    IncidentCanceled: _off_hold,
-    IncidentEscalated: _on_escalated,
-    IncidentReprioritized: _on_reprioritized,
-    IncidentCommented: _nothing,
-    MajorIncidentChanged: _on_major,
-    IncidentLinked: _on_linked,
-    StateChanged: _nothing,
-}
+    @applies(IncidentLinked)
+    def _on_incident_linked(self, e: IncidentLinked) -> Mapping[str, Any]:
+        if e.kind == "parent":
+            return {"parent": e.target}
+        if e.kind == "child":
+            return {"children": self.children | {e.target}}
+        return self._on_linked(e)
 
 
 # --------------------------------------------------------------------------- families and batches
@@ -960,19 +697,35 @@ def _family(parent: Incident, children: Iterable[Incident]) -> list[Incident]:
 
 
 def _cascade_resolve(child: Incident, parent: Incident, at: datetime, by: str) -> Incident:
-    if child.state is IncidentState.ON_HOLD:
+    """Resolve an active child with its parent's resolution; leave a finished one alone.
+
+    A paused child (on hold) is resumed first. The child's own workflow decides: an active
+    child that cannot be resolved from its state (a vendor's ``awaiting_approval``) is an
+    ``InvalidTransitionError`` naming it, never silently left open.
+    """
+    if not child.is_active:
+        return child
+    workflow = child.workflow
+    if child.state in workflow.tagged(PAUSED) and "resume" in workflow.allowed(child):
         child = child.resume(at=at, by=by, note=f"resolving with parent {parent.id}")
-    if child.is_active:
-        child = child._do(
+    context = {"code": parent.resolution_code}
+    if "resolve" not in workflow.allowed(child, **context):
+        raise InvalidTransitionError(
             "resolve",
-            IncidentResolved,
-            at,
-            by,
-            code=parent.resolution_code,
-            notes=f"Resolved with parent incident {parent.id}: {parent.resolution_notes}",
-            parent=parent.id,
+            child.state,
+            workflow.allowed(child, **context),
+            f"child {child.id} of {parent.id} cannot be resolved from {child.state}; "
+            "move it on first",
         )
-    return child
+    return child._do(
+        "resolve",
+        IncidentResolved,
+        at,
+        by,
+        code=parent.resolution_code,
+        notes=f"Resolved with parent incident {parent.id}: {parent.resolution_notes}",
+        parent=parent.id,
+    )
 
 
 def resolve_family(
@@ -987,7 +740,8 @@ def resolve_family(
     """Resolve ``parent`` and every open child with the parent's resolution.
 
     Each child's history says it was resolved with its parent (an on-hold child is resumed
-    first). Children already resolved, closed or canceled are returned unchanged.
+    first). Children no longer active (resolved, closed, canceled) are returned unchanged;
+    an active child its workflow does not let resolve is an ``InvalidTransitionError``.
     """
     kids = _family(parent, children)
     resolved = parent.resolve(code=code, notes=notes, at=at, by=by)
@@ -1003,10 +757,17 @@ def close_family(
     out = []
     for child in kids:
         child = _cascade_resolve(child, closed, at, by)  # noqa: PLW2901 - the child's next version
-        if child.state is _RESOLVED:
+        if _closable(child):
             child = child._do("close", IncidentClosed, at, by, parent=parent.id)  # noqa: PLW2901
         out.append(child)
     return closed, out
+
+
+def _closable(incident: Incident) -> bool:
+    """Delivered (a state tagged ``met``) and not final: its workflow lets it close now."""
+    return incident.state in incident.workflow.tagged(MET) and "close" in incident.workflow.allowed(
+        incident
+    )
 
 
 _AUTO_CLOSE_AFTER: Final = timedelta(days=7)
@@ -1022,10 +783,11 @@ def auto_close_due(
     """Whether a resolved incident is due for automatic closure at ``at``.
 
     Due once ``after`` has passed since resolution (wall time, or business time on
-    ``calendar``). Major incidents (proposed or accepted) are never closed automatically.
+    ``calendar``), in a state its workflow tags ``met`` from which it may close. Major
+    incidents (proposed or accepted) are never closed automatically.
     """
     require_aware(at, "at")
-    if incident.state is not _RESOLVED or incident.resolved_at is None:
+    if incident.resolved_at is None or not _closable(incident):
         return False
     if incident.major in (MajorState.PROPOSED, MajorState.ACCEPTED):
         return False

@@ -8,6 +8,7 @@ more urgent everywhere, as in ServiceNow: ``Priority.P1 < Priority.P2``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from enum import IntEnum
 from typing import TYPE_CHECKING, Final, Self
 
@@ -16,7 +17,7 @@ import attrs
 from itsmcore.errors import DefinitionError, ValidationError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterator
 
 __all__ = ["Impact", "Level", "Priority", "PriorityMatrix", "Urgency"]
 

@@ -1,32 +1,33 @@
 """Persistence as a protocol: repositories of records, and units of work over them.
 
 A store (``itsmcore.storage``) keeps every record's full event history, append-only and
-keyed by ``(record id, version)``, plus a row of indexed columns per record for queries. A
-``UnitOfWork`` is one transaction: it hands out one ``Repository`` per registered record
-kind (``uow.incidents``; problems and changes register the same way later), stages what
-is added and saved, and writes it all at ``commit()`` or nothing. Concurrency is
-optimistic: a save lands only if the stored version is the one the record was loaded at;
-otherwise ``ConcurrencyError`` and nothing of the unit of work is written.
+keyed by ``(record kind, record id, version)``, plus a row of indexed columns per record for
+queries. Which columns a kind has is declared once, on the record class (``indexed``); the
+stores' schemas, ``find``'s filters and the in-memory matching all derive from it, so a new
+kind needs no change to any store. A ``UnitOfWork`` is one transaction: it hands out one
+``Repository`` per registered record kind (``uow.incidents``, or typed:
+``uow.repository(Incident)``), stages what is added and saved, and writes it all at
+``commit()`` or nothing. Concurrency is optimistic: a save lands only if the stored version is
+the one the record was loaded at; otherwise ``ConcurrencyError`` and nothing of the unit of
+work is written.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from enum import Enum
+from typing import Any, Final, Generic, Protocol, Self, TypeVar
 
 import attrs
 
 from itsmcore._time import to_us
 from itsmcore.errors import DefinitionError, ValidationError
+from itsmcore.events import Event
 from itsmcore.incident import Incident
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
-    from datetime import datetime
-
-    from itsmcore.events import Event
+from itsmcore.record import Column
 
 __all__ = [
-    "COLUMNS",
     "Query",
     "RecordKind",
     "Repository",
@@ -37,34 +38,156 @@ __all__ = [
 
 R = TypeVar("R")
 
-COLUMNS = ("state", "priority", "assignment_group", "assignee", "service", "ci", "opened_at")
-"""The indexed columns every store keeps per record, for ``find``."""
+_PAGING: Final = frozenset({"order_by", "descending", "limit", "offset"})
+_MAX_INT: Final = 2**63 - 1
 
 
 @attrs.frozen
 class RecordKind(Generic[R]):
     """How a record type is stored: its name on the unit of work, rebuilding, columns.
 
-    ``replay`` rebuilds a record from its events (pass a customised workflow here, e.g.
-    ``functools.partial(Incident.replay, workflow=mine)``); ``columns`` gives the values of
-    :data:`COLUMNS` for a record (``None`` where a kind has no such field).
+    ``name`` is the attribute on every unit of work (``uow.incidents``). ``replay`` rebuilds a
+    record from its events (the class's own ``replay`` by default, which finds the workflow
+    the record was opened with); ``columns`` are the indexed columns (the class's
+    ``indexed`` by default). ``order_by`` is ``find``'s default order: the first range
+    column (e.g. ``opened_at``), else the id.
     """
 
     name: str
     cls: type[R]
-    replay: Callable[[Sequence[Event]], R]
-    columns: Callable[[R], Mapping[str, object]]
+    replay: Callable[[Sequence[Event]], R] = attrs.field(default=None)
+    columns: tuple[Column, ...] = attrs.field(default=None)
+    _filters: dict[str, tuple[Column, str]] = attrs.field(
+        init=False, eq=False, repr=False, hash=False
+    )
 
     def __attrs_post_init__(self) -> None:
-        if not self.name.isidentifier():
+        if not isinstance(self.name, str) or not self.name.isidentifier():
             raise DefinitionError(f"record kind name {self.name!r} must be an identifier")
+        if self.replay is None:
+            object.__setattr__(self, "replay", self.cls.replay)
+        if self.columns is None:
+            object.__setattr__(self, "columns", tuple(getattr(self.cls, "indexed", ())))
+        object.__setattr__(self, "columns", tuple(self.columns))
+        filters: dict[str, tuple[Column, str]] = {}
+        for column in self.columns:
+            if not isinstance(column, Column):
+                raise DefinitionError(f"{self.name}: columns are Column declarations")
+            names = (
+                {column.name: "="}
+                if column.range is None
+                else dict(zip(column.range, (">=", "<"), strict=True))
+            )
+            for name, op in names.items():
+                if name in filters or name in _PAGING or name == "id":
+                    raise DefinitionError(f"{self.name}: filter name {name!r} is used twice")
+                filters[name] = (column, op)
+        object.__setattr__(self, "_filters", filters)
+
+    @property
+    def column_names(self) -> frozenset[str]:
+        """The names of the indexed columns."""
+        return frozenset(c.name for c in self.columns)
+
+    def values(self, record: R) -> dict[str, object]:
+        """The indexed columns' stored values for ``record``."""
+        return {c.name: c.value_of(record) for c in self.columns}
+
+    @property
+    def default_order(self) -> str:
+        """The column ``find`` orders by when not told otherwise."""
+        return next((c.name for c in self.columns if c.range is not None), "id")
+
+    def query(self, **filters: Any) -> Query:
+        """A ``Query`` from ``find``'s keyword arguments, each value checked against its column."""
+        order_by = filters.pop("order_by", None)
+        order_by = self.default_order if order_by is None else order_by
+        if order_by != "id" and order_by not in self.column_names:
+            allowed = ", ".join(sorted(self.column_names | {"id"}))
+            raise ValidationError(f"cannot order by {order_by!r}; use one of {allowed}")
+        descending = filters.pop("descending", False)
+        if not isinstance(descending, bool):
+            raise ValidationError(f"descending must be True or False, got {descending!r}")
+        limit, offset = filters.pop("limit", None), filters.pop("offset", 0)
+        if limit is not None:
+            limit = _count(limit, "limit")
+        offset = _count(offset, "offset")
+        unknown = sorted(set(filters) - set(self._filters))
+        if unknown:
+            allowed = ", ".join(sorted(self._filters))
+            raise ValidationError(f"unknown filters: {', '.join(unknown)}; filters: {allowed}")
+        equal: list[tuple[str, tuple[object, ...]]] = []
+        ranges: dict[str, list[object]] = {}
+        for name, value in filters.items():
+            if value is None:
+                continue
+            column, op = self._filters[name]
+            if op == "=":
+                items = value if _many(value) else [value]
+                equal.append((column.name, tuple(_stored(column, name, v) for v in items)))
+            else:
+                bounds = ranges.setdefault(column.name, [None, None])
+                bounds[0 if op == ">=" else 1] = _stored(column, name, value)
+        return Query(
+            equal=tuple(equal),
+            ranges=tuple((name, low, high) for name, (low, high) in ranges.items()),
+            order_by=order_by,
+            descending=descending,
+            limit=limit,
+            offset=offset,
+            columns=self.column_names,
+        )
+
+
+def _count(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_INT:
+        raise ValidationError(f"{name} must be a whole number from 0 to 2**63-1, got {value!r}")
+    return value
+
+
+def _many(value: object) -> bool:
+    return isinstance(value, list | tuple | set | frozenset)
+
+
+def _stored(column: Column, name: str, value: object) -> object:
+    """A filter value as the column stores it; ``ValidationError`` if it is of another type."""
+    if column.type is str:
+        ok = isinstance(value, str)
+    elif column.type is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, datetime)
+    if not ok:
+        kind = "an aware datetime" if column.type is datetime else column.type.__name__
+        raise ValidationError(f"filter {name}= takes {kind} values, got {value!r}")
+    if isinstance(value, Enum) and column.type is str:
+        value = value.value
+    if column.type is datetime:
+        return to_us(value, name)  # type: ignore[arg-type]
+    if column.type is int and not -_MAX_INT <= value <= _MAX_INT:  # type: ignore[operator]
+        raise ValidationError(f"filter {name}={value!r} is out of range")
+    return column.stored(value)
 
 
 _KINDS: dict[str, RecordKind[Any]] = {}
 
 
 def register(kind: RecordKind[Any]) -> None:
-    """Make a record kind available on every unit of work (``uow.<name>``) of every store."""
+    """Make a record kind available on every unit of work (``uow.<name>``) of every store.
+
+    Kinds share one table of indexed columns: a column name two kinds declare must have the
+    same type in both (``DefinitionError`` otherwise).
+    """
+    for other in _KINDS.values():
+        if other.name == kind.name:
+            continue
+        theirs = {c.name: c.sql_type for c in other.columns}
+        for column in kind.columns:
+            if theirs.get(column.name, column.sql_type) != column.sql_type:
+                raise DefinitionError(
+                    f"{kind.name}.{column.name} is {column.sql_type} but {other.name} declares "
+                    f"it {theirs[column.name]}; give one of them another name"
+                )
     _KINDS[kind.name] = kind
 
 
@@ -73,76 +196,25 @@ def kinds() -> tuple[RecordKind[Any], ...]:
     return tuple(_KINDS.values())
 
 
-def _incident_columns(record: Incident) -> dict[str, object]:
-    return {
-        "state": str(record.state),
-        "priority": int(record.priority),
-        "assignment_group": record.assignment_group,
-        "assignee": record.assignee,
-        "service": record.service,
-        "ci": record.ci,
-        "opened_at": to_us(record.opened_at),
-    }
-
-
-register(RecordKind("incidents", Incident, Incident.replay, _incident_columns))
+register(RecordKind("incidents", Incident))
 
 
 @attrs.frozen(kw_only=True)
 class Query:
-    """Filters, order and paging for ``Repository.find``; ``None`` means any.
+    """Filters, order and paging for ``Repository.find``, as the stores' columns hold them.
 
-    ``state`` and ``priority`` take one value or several; ``opened_from`` is inclusive,
-    ``opened_until`` exclusive.
+    ``equal`` lists ``(column, values)``: the column holds one of the values. ``ranges``
+    lists ``(column, from, until)``: from inclusive, until exclusive, ``None`` for open.
+    ``columns`` are the kind's column names: a store builds SQL only from those.
     """
 
-    state: tuple[str, ...] | None = None
-    priority: tuple[int, ...] | None = None
-    assignment_group: str | None = None
-    assignee: str | None = None
-    service: str | None = None
-    ci: str | None = None
-    opened_from: int | None = None
-    opened_until: int | None = None
-    order_by: str = "opened_at"
+    equal: tuple[tuple[str, tuple[object, ...]], ...] = ()
+    ranges: tuple[tuple[str, object, object], ...] = ()
+    order_by: str = "id"
     descending: bool = False
     limit: int | None = None
     offset: int = 0
-
-
-def make_query(**filters: Any) -> Query:
-    """A ``Query`` from ``find``'s keyword arguments, validated."""
-
-    def many(value: Any, convert: Callable[[Any], Any]) -> tuple[Any, ...] | None:
-        if value is None:
-            return None
-        items = [value] if isinstance(value, str | int) else list(value)
-        return tuple(convert(v) for v in items)
-
-    order_by = filters.pop("order_by", "opened_at")
-    if order_by not in (*COLUMNS, "id"):
-        raise ValidationError(f"cannot order by {order_by!r}; use one of {', '.join(COLUMNS)}, id")
-    limit, offset = filters.pop("limit", None), filters.pop("offset", 0)
-    if (limit is not None and limit < 0) or offset < 0:
-        raise ValidationError("limit and offset must not be negative")
-    opened_from, opened_until = filters.pop("opened_from", None), filters.pop("opened_until", None)
-    query = Query(
-        state=many(filters.pop("state", None), str),
-        priority=many(filters.pop("priority", None), int),
-        assignment_group=filters.pop("assignment_group", None),
-        assignee=filters.pop("assignee", None),
-        service=filters.pop("service", None),
-        ci=filters.pop("ci", None),
-        opened_from=None if opened_from is None else to_us(opened_from, "opened_from"),
-        opened_until=None if opened_until is None else to_us(opened_until, "opened_until"),
-        order_by=order_by,
-        descending=bool(filters.pop("descending", False)),
-        limit=limit,
-        offset=offset,
-    )
-    if filters:
-        raise ValidationError(f"unknown filters: {', '.join(sorted(filters))}")
-    return query
+    columns: frozenset[str] = frozenset()
 
 
 class Repository(Protocol[R]):
@@ -160,23 +232,13 @@ class Repository(Protocol[R]):
         """Stage a changed record, loaded (or added) in this unit of work."""
         ...
 
-    def find(
-        self,
-        *,
-        state: str | Iterable[str] | None = None,
-        priority: int | Iterable[int] | None = None,
-        assignment_group: str | None = None,
-        assignee: str | None = None,
-        service: str | None = None,
-        ci: str | None = None,
-        opened_from: datetime | None = None,
-        opened_until: datetime | None = None,
-        order_by: str = "opened_at",
-        descending: bool = False,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> list[R]:
-        """Committed records matching every filter given, ordered and paged."""
+    def find(self, **filters: Any) -> list[R]:
+        """Committed records matching every filter given, ordered and paged.
+
+        Filters are the kind's indexed columns (``state="new"``, ``priority=[1, 2]``) and
+        their range names (``opened_from=``, ``opened_until=``); ``order_by``,
+        ``descending``, ``limit`` and ``offset`` order and page.
+        """
         ...
 
     def history(self, record_id: str) -> tuple[Event, ...]:
@@ -188,10 +250,15 @@ class UnitOfWork(Protocol):
     """One transaction over one repository per registered record kind.
 
     Use it as a context manager; ``commit()`` writes everything staged, leaving without
-    it (or with an exception) discards it. ``uow.incidents`` is the incident repository.
+    it (or with an exception) discards it. ``uow.incidents`` is the incident repository;
+    ``uow.repository(Incident)`` is the same, typed.
     """
 
     incidents: Repository[Incident]
+
+    def repository(self, cls: type[R]) -> Repository[R]:
+        """The repository of the kind registered for records of class ``cls``."""
+        ...
 
     def __enter__(self) -> Self: ...
 
@@ -204,3 +271,8 @@ class UnitOfWork(Protocol):
     def rollback(self) -> None:
         """Discard every staged change."""
         ...
+
+
+def kind_map(record_kinds: Iterable[RecordKind[Any]] | None) -> Mapping[str, RecordKind[Any]]:
+    """The kinds a store serves by name: the given ones, or every registered one."""
+    return {k.name: k for k in (kinds() if record_kinds is None else record_kinds)}

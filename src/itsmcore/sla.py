@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from fractions import Fraction
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, TypeVar
 
 import attrs
 
@@ -28,6 +28,7 @@ from itsmcore._time import EPOCH, MICROSECOND, from_us, require_aware, to_us
 from itsmcore.calendar import BusinessCalendar, Ruler
 from itsmcore.errors import DefinitionError, ValidationError
 from itsmcore.priority import Priority
+from itsmcore.workflow import CANCELED, MET, PAUSED
 
 if TYPE_CHECKING:
     from itsmcore.events import Event
@@ -49,12 +50,12 @@ Condition = Callable[[Any], bool]
 
 
 class Walkable(Protocol):
-    """A record whose history the engine can replay (``Incident`` and the other practices)."""
+    """A record whose history the engine can replay (any record of :mod:`itsmcore.record`)."""
 
     @property
     def history(self) -> Sequence[Event]: ...
 
-    def walk(self, on_step: Callable[[Event, Any], object], *, history: bool = True) -> None: ...
+    def _walk(self, on_step: Callable[[Event, Any], object], *, history: bool = True) -> None: ...
 
 
 class SLAKind(StrEnum):
@@ -72,7 +73,7 @@ class SLAStage(StrEnum):
     IN_PROGRESS = "in_progress"
     PAUSED = "paused"
     COMPLETED = "completed"
-    CANCELLED = "cancelled"
+    CANCELED = "canceled"
 
 
 class Reclassification(StrEnum):
@@ -84,7 +85,7 @@ class Reclassification(StrEnum):
     RECOMPUTE = "recompute"
     """Same cycle, same start, elapsed time kept; the target becomes the new class's (iTop)."""
     RESTART = "restart"
-    """The running cycle is cancelled and a new one starts at the change (ServiceNow)."""
+    """The running cycle is canceled and a new one starts at the change (ServiceNow)."""
     KEEP = "keep"
     """The target stays the one the cycle started with."""
 
@@ -137,7 +138,40 @@ def _fractions(value: Iterable[Fraction | float | str]) -> tuple[Fraction, ...]:
 
 
 def _field_names(value: Iterable[str] | None) -> tuple[str, ...] | None:
-    return None if value is None else tuple(value)
+    if value is None:
+        return None
+    if isinstance(value, str):  # one name, not its letters
+        raise DefinitionError(f"reads takes a collection of field names, e.g. ({value!r},)")
+    try:
+        return tuple(value)
+    except TypeError:
+        raise DefinitionError(f"reads takes field names, got {value!r}") from None
+
+
+_P = TypeVar("_P", bound=StrEnum)
+
+
+def _policy(kind: type[_P], value: object) -> _P:
+    """A member of ``kind`` from itself or its documented value (``"resume"``)."""
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, str):
+        with suppress(ValueError):
+            return kind(value.strip().lower())
+    allowed = ", ".join(repr(m.value) for m in kind)
+    raise DefinitionError(f"unknown {kind.__name__} {value!r}; use one of: {allowed}")
+
+
+def _sla_kind(value: object) -> SLAKind:
+    return _policy(SLAKind, value)
+
+
+def _reclassification(value: object) -> Reclassification:
+    return _policy(Reclassification, value)
+
+
+def _reopen(value: object) -> Reopen:
+    return _policy(Reopen, value)
 
 
 @attrs.frozen(kw_only=True)
@@ -161,9 +195,11 @@ class SLADefinition:
     reset: Condition = _never
     classify: Callable[[Any], Hashable] = attrgetter("priority")
     classes: frozenset[Hashable] | None = frozenset(Priority)
-    kind: SLAKind = SLAKind.SLA
-    reclassification: Reclassification = Reclassification.RECOMPUTE
-    reopen: Reopen = Reopen.RESUME
+    kind: SLAKind = attrs.field(default=SLAKind.SLA, converter=_sla_kind)
+    reclassification: Reclassification = attrs.field(
+        default=Reclassification.RECOMPUTE, converter=_reclassification
+    )
+    reopen: Reopen = attrs.field(default=Reopen.RESUME, converter=_reopen)
     warnings: tuple[Fraction, ...] = attrs.field(default=_DEFAULT_WARNINGS, converter=_fractions)
     reads: tuple[str, ...] | None = attrs.field(default=None, converter=_field_names)
     """The record fields the conditions and ``classify`` read, if they read nothing else.
@@ -172,7 +208,11 @@ class SLADefinition:
     conditions' answers per combination of values; the presets declare theirs. Leave it
     ``None`` for conditions that read anything else (history, time, other records).
     """
-    _memo: dict[Any, _Flags] = attrs.field(
+    _memo: dict[type, dict[Any, _Flags]] = attrs.field(
+        factory=dict, init=False, eq=False, repr=False, hash=False
+    )
+    """Condition answers per record type, per combination of the values ``reads`` names."""
+    _getters: dict[type, Callable[[Any], Any] | None] = attrs.field(
         factory=dict, init=False, eq=False, repr=False, hash=False
     )
     _target_us: dict[Hashable, int | None] = attrs.field(
@@ -239,31 +279,106 @@ class SLADefinition:
     # ----------------------------------------------------------------------- presets
 
     @classmethod
+    def response(
+        cls,
+        targets: Mapping[Any, timedelta | None],
+        calendar: BusinessCalendar = _UTC_ALWAYS,
+        *,
+        name: str = "response",
+        classify: Callable[[Any], Hashable] | None = None,
+        classes: Iterable[Hashable] | None = None,
+        reclassification: Reclassification | str = Reclassification.RECOMPUTE,
+        warnings: Iterable[Fraction | float | str] = _DEFAULT_WARNINGS,
+    ) -> SLADefinition:
+        """Time to respond, for any record kind: from opening until someone responds.
+
+        Met when the record is first assigned (if it has an assignment group) or leaves its
+        workflow's initial state for a state not tagged ``canceled``; canceled in a state
+        tagged ``canceled`` first. Final once met. The class is the record's priority unless
+        ``classify`` says otherwise (then ``classes`` lists its values, if known).
+        """
+        return cls._preset(
+            name=name,
+            targets=targets,
+            calendar=calendar,
+            stop=_responded,
+            reopen=Reopen.NONE,
+            classify=classify,
+            classes=classes,
+            reclassification=reclassification,
+            warnings=warnings,
+            reads=("state", "workflow", "assignment_group"),
+        )
+
+    @classmethod
+    def resolution(
+        cls,
+        targets: Mapping[Any, timedelta | None],
+        calendar: BusinessCalendar = _UTC_ALWAYS,
+        *,
+        name: str = "resolution",
+        classify: Callable[[Any], Hashable] | None = None,
+        classes: Iterable[Hashable] | None = None,
+        reopen: Reopen | str = Reopen.RESUME,
+        reclassification: Reclassification | str = Reclassification.RECOMPUTE,
+        warnings: Iterable[Fraction | float | str] = _DEFAULT_WARNINGS,
+    ) -> SLADefinition:
+        """Time to deliver, for any record kind: from opening until a state tagged ``met``.
+
+        Paused in states tagged ``paused``, met in states tagged ``met``, canceled in states
+        tagged ``canceled`` (tags of the record's own workflow, so a vendor's states count as
+        they are tagged). A clock met and then reopened counts on by default
+        (``reopen=Reopen.NEW_CYCLE`` starts afresh).
+        """
+        return cls._preset(
+            name=name,
+            targets=targets,
+            calendar=calendar,
+            stop=_met,
+            pause=_paused,
+            reopen=reopen,
+            classify=classify,
+            classes=classes,
+            reclassification=reclassification,
+            warnings=warnings,
+            reads=("state", "workflow"),
+        )
+
+    @classmethod
+    def _preset(
+        cls,
+        *,
+        classify: Callable[[Any], Hashable] | None,
+        classes: Iterable[Hashable] | None,
+        reads: tuple[str, ...],
+        **definition: Any,
+    ) -> SLADefinition:
+        if classify is None:  # the priority: its classes are known, and it is a plain field
+            return cls(cancel=_canceled, reads=(*reads, "priority"), **definition)
+        return cls(
+            cancel=_canceled,
+            classify=classify,
+            classes=None if classes is None else frozenset(classes),
+            **definition,
+        )
+
+    @classmethod
     def incident_response(
         cls,
         targets: Mapping[Any, timedelta | None],
         calendar: BusinessCalendar = _UTC_ALWAYS,
         *,
         name: str = "incident response",
-        reclassification: Reclassification = Reclassification.RECOMPUTE,
+        reclassification: Reclassification | str = Reclassification.RECOMPUTE,
         warnings: Iterable[Fraction | float | str] = _DEFAULT_WARNINGS,
     ) -> SLADefinition:
-        """Time to respond: runs from opening until the incident is first assigned or worked.
+        """Time to respond to an incident: :meth:`response` under the incident's name.
 
-        Met by the first assignment or by leaving New (started, put on hold, resolved);
-        cancelled if the incident is canceled first. Final once met.
+        Runs from opening until the incident is first assigned or leaves New (started, put
+        on hold, resolved); canceled if the incident is canceled first. Final once met.
         """
-        return cls(
-            name=name,
-            targets=targets,
-            calendar=calendar,
-            start=_always,
-            stop=_responded,
-            cancel=_canceled,
-            reclassification=reclassification,
-            reopen=Reopen.NONE,
-            warnings=warnings,
-            reads=("state", "assignment_group", "priority"),
+        return cls.response(
+            targets, calendar, name=name, reclassification=reclassification, warnings=warnings
         )
 
     @classmethod
@@ -274,30 +389,35 @@ class SLADefinition:
         *,
         name: str = "incident resolution",
         pause_on: Iterable[str] | None = None,
-        reopen: Reopen = Reopen.RESUME,
-        reclassification: Reclassification = Reclassification.RECOMPUTE,
+        reopen: Reopen | str = Reopen.RESUME,
+        reclassification: Reclassification | str = Reclassification.RECOMPUTE,
         warnings: Iterable[Fraction | float | str] = _DEFAULT_WARNINGS,
     ) -> SLADefinition:
-        """Time to resolve: runs from opening, paused while on hold, met when resolved.
+        """Time to resolve an incident: :meth:`resolution`, optionally paused by hold reason.
 
-        ``pause_on`` limits pausing to chosen hold reasons (e.g. awaiting the caller, not
-        awaiting a vendor, whose delay is still ours towards the customer). A reopened
-        incident's clock counts on by default (``reopen=Reopen.NEW_CYCLE`` starts afresh).
-        Cancelled if the incident is canceled.
+        Runs from opening, paused while on hold, met when resolved. ``pause_on`` limits
+        pausing to chosen hold reasons (e.g. awaiting the caller, not awaiting a vendor,
+        whose delay is still ours towards the customer). A reopened incident's clock counts
+        on by default (``reopen=Reopen.NEW_CYCLE`` starts afresh). Canceled if the incident
+        is canceled.
         """
-        reasons = None if pause_on is None else frozenset(str(r) for r in pause_on)
-        return cls(
+        definition = cls.resolution(
+            targets,
+            calendar,
             name=name,
-            targets=targets,
-            calendar=calendar,
-            start=_always,
-            stop=_resolved,
-            pause=_on_hold if reasons is None else _OnHoldFor(reasons),
-            cancel=_canceled,
-            reclassification=reclassification,
             reopen=reopen,
+            reclassification=reclassification,
             warnings=warnings,
-            reads=("state", "hold_reason", "priority"),
+        )
+        if pause_on is None:
+            return definition
+        if isinstance(pause_on, str):
+            raise DefinitionError(f"{name}: pause_on takes a collection of hold reasons")
+        reasons = frozenset(str(r) for r in pause_on)
+        return attrs.evolve(
+            definition,
+            pause=_PausedFor(reasons),
+            reads=(*(definition.reads or ()), "hold_reason"),
         )
 
     @classmethod
@@ -309,13 +429,14 @@ class SLADefinition:
         *,
         name: str | None = None,
         pause_on_hold: bool = True,
-        reclassification: Reclassification = Reclassification.RECOMPUTE,
+        reclassification: Reclassification | str = Reclassification.RECOMPUTE,
         warnings: Iterable[Fraction | float | str] = _DEFAULT_WARNINGS,
     ) -> SLADefinition:
         """An operational level agreement for one assignment group.
 
-        The group's clock attaches when the incident is first assigned to it and runs only
-        while it is assigned to the group (and, by default, not on hold); met at resolution.
+        The group's clock attaches when the record is first assigned to it and runs only
+        while it is assigned to the group (and, by default, not in a state tagged
+        ``paused``); met in a state tagged ``met``.
         """
         if not isinstance(group, str) or not group:
             raise DefinitionError("an OLA needs the assignment group it binds")
@@ -325,13 +446,13 @@ class SLADefinition:
             targets=targets,
             calendar=calendar,
             start=_AssignedTo(group),
-            stop=_resolved,
+            stop=_met,
             pause=_AwayFrom(group, on_hold=pause_on_hold),
             cancel=_canceled,
             reclassification=reclassification,
             reopen=Reopen.RESUME,
             warnings=warnings,
-            reads=("state", "hold_reason", "assignment_group", "priority"),
+            reads=("state", "workflow", "assignment_group", "priority"),
         )
 
     # ----------------------------------------------------------------------- evaluation
@@ -350,7 +471,7 @@ class SLADefinition:
 
         That is the next warning threshold or the breach (one microsecond after the due
         instant), for a clock that is running. ``None`` when nothing will change by time
-        alone: the clock is paused, completed or cancelled (it changes only when the record
+        alone: the clock is paused, completed or canceled (it changes only when the record
         does), has no target, or is breached with every warning crossed. This is what a
         scheduler needs to wake up exactly when something happens, without polling.
         """
@@ -373,8 +494,8 @@ class SLADefinition:
         return self._target_us.get(cycle.key) if cycle.target is _UNSET else cycle.target
 
     def _status(self, cycles: list[_Cycle], now: int, tz: Any) -> SLAStatus:
-        return SLAStatus(
-            self.name, from_us(now, tz), tuple(self._figures(c, now, tz) for c in cycles)
+        return SLAStatus.of(
+            self.name, from_us(now, tz), tuple([self._figures(c, now, tz) for c in cycles])
         )
 
     def _figures(self, cycle: _Cycle, now: int, tz: Any) -> CycleStatus:
@@ -434,30 +555,36 @@ class SLADefinition:
 
 
 # --------------------------------------------------------------------------- preset conditions
+# They read what a state means from the record's own workflow (its tags), never a state name,
+# so they serve every practice and every vendor workflow.
 
 
 def _responded(record: Any) -> bool:
-    return record.assignment_group is not None or record.state != "new"
+    if getattr(record, "assignment_group", None) is not None:
+        return True
+    return bool(record.state != record.workflow.initial)
 
 
-def _resolved(record: Any) -> bool:
-    return record.state in ("resolved", "closed")
+def _met(record: Any) -> bool:
+    return record.state in record.workflow.tagged(MET)
 
 
 def _canceled(record: Any) -> bool:
-    return bool(record.state == "canceled")
+    return record.state in record.workflow.tagged(CANCELED)
 
 
-def _on_hold(record: Any) -> bool:
-    return bool(record.state == "on_hold")
+def _paused(record: Any) -> bool:
+    return record.state in record.workflow.tagged(PAUSED)
 
 
 @attrs.frozen
-class _OnHoldFor:
+class _PausedFor:
+    """Paused, and for one of these hold reasons."""
+
     reasons: frozenset[str]
 
     def __call__(self, record: Any) -> bool:
-        return record.state == "on_hold" and str(record.hold_reason) in self.reasons
+        return _paused(record) and str(record.hold_reason) in self.reasons
 
 
 @attrs.frozen
@@ -474,7 +601,7 @@ class _AwayFrom:
     on_hold: bool
 
     def __call__(self, record: Any) -> bool:
-        return record.assignment_group != self.group or (self.on_hold and record.state == "on_hold")
+        return record.assignment_group != self.group or (self.on_hold and _paused(record))
 
 
 # --------------------------------------------------------------------------- the clock machine
@@ -528,20 +655,20 @@ def _run(record: Walkable, definitions: Sequence[SLADefinition], now: int) -> li
     """Replay ``record``'s history up to ``now`` once, driving one machine per definition."""
     if not record.history:
         raise ValidationError("the record has no history to evaluate")
-    machines = [_Machine(d) for d in definitions]
+    machines = [_Machine(d, type(record)) for d in definitions]
     until = from_us(now)
     history = any(d._reads_history for d in definitions)  # noqa: SLF001 - same module
 
     if record.history[-1].at <= until:  # the usual case: the whole history counts
         if len(machines) == 1:
-            record.walk(machines[0].step, history=history)
+            record._walk(machines[0].step, history=history)  # noqa: SLF001 - the engine's fold
             return [machines[0].cycles]
 
         def step_all(event: Event, snapshot: Any) -> None:
             for machine in machines:
                 machine.step(event, snapshot)
 
-        record.walk(step_all, history=history)
+        record._walk(step_all, history=history)  # noqa: SLF001
         return [m.cycles for m in machines]
 
     def step_until(event: Event, snapshot: Any) -> None:
@@ -551,7 +678,7 @@ def _run(record: Walkable, definitions: Sequence[SLADefinition], now: int) -> li
             machine.step(event, snapshot)
 
     with suppress(_Done):
-        record.walk(step_until, history=history)
+        record._walk(step_until, history=history)  # noqa: SLF001
     return [m.cycles for m in machines]
 
 
@@ -569,6 +696,20 @@ class _Flags(NamedTuple):
 _MEMO_LIMIT: Final = 4096
 
 
+def _getter(reads: tuple[str, ...] | None, record_type: type) -> Callable[[Any], Any] | None:
+    """What a snapshot's conditions depend on: the declared fields this record type has.
+
+    A preset names fields some kinds lack (``assignment_group``); its conditions read them
+    with a default, so for such a kind they are simply not part of the signature.
+    """
+    if not reads:
+        return None
+    if attrs.has(record_type):
+        names = {f.name for f in attrs.fields(record_type)}
+        reads = tuple(r for r in reads if r in names or hasattr(record_type, r))
+    return attrgetter(*reads) if reads else None
+
+
 class _Machine:
     """Folds the snapshots of a history into clock cycles.
 
@@ -580,12 +721,17 @@ class _Machine:
 
     __slots__ = ("cycles", "d", "getter", "last", "memo", "prev")
 
-    def __init__(self, definition: SLADefinition) -> None:
+    def __init__(self, definition: SLADefinition, record_type: type) -> None:
         self.d = definition
         self.cycles: list[_Cycle] = []
         self.prev: _Flags | None = None
-        self.getter = attrgetter(*definition.reads) if definition.reads else None
-        self.memo = definition._memo  # noqa: SLF001 - the definition's own cache, shared
+        # The definition's own caches, shared by every evaluation of one record type.
+        getters = definition._getters  # noqa: SLF001
+        try:
+            self.getter = getters[record_type]
+        except KeyError:
+            self.getter = getters[record_type] = _getter(definition.reads, record_type)
+        self.memo = definition._memo.setdefault(record_type, {})  # noqa: SLF001
         self.last: Any = _UNSET
 
     def step(self, event: Event, record: Any) -> None:
@@ -615,9 +761,9 @@ class _Machine:
         state = None if cycle is None else cycle.state
         if cycle is not None and (state is _RUNNING or state is _PAUSED):
             if f.cancel:
-                cycle.move(t, SLAStage.CANCELLED)
+                cycle.move(t, SLAStage.CANCELED)
             elif reset_edge:
-                cycle.move(t, SLAStage.CANCELLED)
+                cycle.move(t, SLAStage.CANCELED)
                 self.attach(t, f)
             elif f.stop:
                 cycle.move(t, SLAStage.COMPLETED)
@@ -651,8 +797,8 @@ class _Machine:
         if d.reclassification is _KEEP:
             cycle.target = d._target_us[f.key]  # noqa: SLF001 - the definition's own table
         self.cycles.append(cycle)
-        if f.cancel:  # attached and cancelled at once: it never counts, but it is seen
-            cycle.move(t, SLAStage.CANCELLED)
+        if f.cancel:  # attached and canceled at once: it never counts, but it is seen
+            cycle.move(t, SLAStage.CANCELED)
         elif f.stop:  # met at the instant it started (e.g. logged already resolved)
             cycle.move(t, SLAStage.COMPLETED)
 
@@ -662,7 +808,7 @@ class _Machine:
             if f.key not in d.targets:
                 raise ValidationError(f"{d.name}: no target for {f.key!r}")
             if d.reclassification is Reclassification.RESTART:
-                cycle.move(t, SLAStage.CANCELLED)
+                cycle.move(t, SLAStage.CANCELED)
                 self.attach(t, f)
                 return
             cycle.key = f.key
@@ -704,13 +850,14 @@ def _reached(
 
 
 class CycleStatus(NamedTuple):
-    """The figures of one clock cycle (an attachment, until completed or cancelled)."""
+    """The figures of one clock cycle (an attachment, until completed or canceled)."""
 
     stage: SLAStage
     key: Hashable
     """The class the target was looked up by (usually a Priority)."""
     target: timedelta | None
-    started_at: datetime
+    started_at: datetime | None
+    """When the cycle started (``None`` only in the not-started placeholder)."""
     ended_at: datetime | None
     elapsed: timedelta
     """Wall-clock time the clock ran (pauses excluded)."""
@@ -736,7 +883,7 @@ _NOT_STARTED: Final = CycleStatus(
     stage=SLAStage.NOT_STARTED,
     key=None,
     target=None,
-    started_at=None,  # type: ignore[arg-type] # a clock that never started has no start
+    started_at=None,
     ended_at=None,
     elapsed=_ZERO,
     business_elapsed=_ZERO,
@@ -751,83 +898,76 @@ _NOT_STARTED: Final = CycleStatus(
 )
 
 
+@attrs.frozen
 class SLAStatus:
     """An SLA clock at one instant: its cycles, the current (last) one's figures up front.
 
     ``stage``, ``business_elapsed``, ``remaining``, ``due_at``, ``breached`` … are those of
-    the current cycle; ``cycles`` holds every cycle (one per start, reset or new cycle).
+    the current cycle (a not-started placeholder before the clock first attaches);
+    ``cycles`` holds every cycle (one per start, reset or new cycle).
     """
 
-    __slots__ = ("cycles", "evaluated_at", "name")
+    name: str
+    evaluated_at: datetime
+    cycles: tuple[CycleStatus, ...]
+    stage: SLAStage
+    """Where the clock is."""
+    key: Hashable
+    """The class the target comes from (usually a Priority)."""
+    target: timedelta | None
+    """The business-time target (``None``: best effort)."""
+    started_at: datetime | None
+    """When the current cycle started (``None`` before the clock attaches)."""
+    ended_at: datetime | None
+    """When it completed or was canceled."""
+    elapsed: timedelta
+    """Wall time run (pauses excluded)."""
+    business_elapsed: timedelta
+    """Business time run: what the target is measured against."""
+    paused: timedelta
+    """Wall time paused."""
+    business_paused: timedelta
+    """Business time paused."""
+    remaining: timedelta | None
+    """Target less business elapsed; negative once breached."""
+    due_at: datetime | None
+    """When the target runs out if the clock runs from now on."""
+    breached: bool
+    """Whether business elapsed exceeds the target."""
+    breached_at: datetime | None
+    """When it first exceeded it."""
+    percent: float | None
+    """Business elapsed as a percentage of the target."""
+    warnings: tuple[tuple[Fraction, datetime], ...]
+    """The warning thresholds crossed, with the instant each was crossed."""
 
-    def __init__(self, name: str, evaluated_at: datetime, cycles: tuple[CycleStatus, ...]) -> None:
-        self.name = name
-        self.evaluated_at = evaluated_at
-        self.cycles = cycles
+    @classmethod
+    def of(cls, name: str, evaluated_at: datetime, cycles: tuple[CycleStatus, ...]) -> SLAStatus:
+        """The status whose current figures are those of the last of ``cycles``."""
+        c = cycles[-1] if cycles else _NOT_STARTED
+        return cls(name, evaluated_at, cycles, *c)
 
     @property
     def current(self) -> CycleStatus:
         """The last cycle's figures (a not-started placeholder when none attached yet)."""
         return self.cycles[-1] if self.cycles else _NOT_STARTED
 
-    stage = property(lambda self: self.current.stage, doc="Where the clock is.")
-    key = property(lambda self: self.current.key, doc="The class the target comes from.")
-    target = property(lambda self: self.current.target, doc="The business-time target.")
-    started_at = property(lambda self: self.current.started_at, doc="When the cycle started.")
-    ended_at = property(lambda self: self.current.ended_at, doc="When it completed or ended.")
-    elapsed = property(lambda self: self.current.elapsed, doc="Wall time run.")
-    business_elapsed = property(
-        lambda self: self.current.business_elapsed, doc="Business time run."
-    )
-    paused = property(lambda self: self.current.paused, doc="Wall time paused.")
-    business_paused = property(
-        lambda self: self.current.business_paused, doc="Business time paused."
-    )
-    remaining = property(lambda self: self.current.remaining, doc="Target less business elapsed.")
-    due_at = property(lambda self: self.current.due_at, doc="When the target runs out.")
-    breached = property(lambda self: self.current.breached, doc="Whether the target is exceeded.")
-    breached_at = property(lambda self: self.current.breached_at, doc="When it was exceeded.")
-    percent = property(lambda self: self.current.percent, doc="Percentage of the target.")
-    warnings = property(lambda self: self.current.warnings, doc="Thresholds crossed, and when.")
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SLAStatus):
-            return NotImplemented
-        return (self.name, self.evaluated_at, self.cycles) == (
-            other.name,
-            other.evaluated_at,
-            other.cycles,
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.name, self.evaluated_at, self.cycles))
-
-    def __repr__(self) -> str:
-        c = self.current
-        return (
-            f"SLAStatus({self.name!r}, stage={c.stage.value}, "
-            f"business_elapsed={c.business_elapsed}, remaining={c.remaining}, "
-            f"due_at={c.due_at}, breached={c.breached}, "
-            f"cycles={len(self.cycles)})"
-        )
-
     def as_row(self) -> dict[str, Any]:
         """A flat dict of the current figures, for tables and DataFrames."""
-        c = self.current
         return {
             "sla": self.name,
-            "stage": c.stage.value,
-            "class": getattr(c.key, "name", c.key),
-            "target": c.target,
-            "started_at": c.started_at,
-            "business_elapsed": c.business_elapsed,
-            "elapsed": c.elapsed,
-            "paused": c.paused,
-            "remaining": c.remaining,
-            "due_at": c.due_at,
-            "breached": c.breached,
-            "breached_at": c.breached_at,
-            "percent": c.percent,
+            "stage": self.stage.value,
+            "class": getattr(self.key, "name", self.key),
+            "target": self.target,
+            "started_at": self.started_at,
+            "business_elapsed": self.business_elapsed,
+            "elapsed": self.elapsed,
+            "paused": self.paused,
+            "remaining": self.remaining,
+            "due_at": self.due_at,
+            "breached": self.breached,
+            "breached_at": self.breached_at,
+            "percent": self.percent,
             "cycles": len(self.cycles),
         }
 

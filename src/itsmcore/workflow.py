@@ -6,6 +6,10 @@ answers which triggers a record can fire now, refuses impossible ones with an
 (extra states, guards, removed transitions) without subclassing, and renders itself as a
 Mermaid or Graphviz diagram. A transition whose ``target`` is ``None`` is an *action*: allowed
 only in its source states, it leaves the state as it is (assigning, escalating, linking).
+
+What a state *means* is data too: ``tags`` name sets of states (``"active"``, ``"paused"``,
+``"met"``, ``"canceled"`` are the ones the library reads), so SLA presets, auto-close and
+family cascades work for any practice and for a vendor's own states.
 """
 
 from __future__ import annotations
@@ -13,13 +17,13 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import attrs
 
 from itsmcore.errors import DefinitionError, InvalidTransitionError
 
-__all__ = ["Guard", "Transition", "Workflow"]
+__all__ = ["ACTIVE", "CANCELED", "MET", "PAUSED", "Guard", "Transition", "Workflow"]
 
 
 class _HasState(Protocol):
@@ -50,6 +54,24 @@ def _rows(value: Iterable[Transition]) -> tuple[Transition, ...]:
     return tuple(value)
 
 
+def _tags(value: Mapping[str, str | Iterable[str]] | None) -> dict[str, frozenset[str]]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise DefinitionError(f"tags must map tag names to states, got {value!r}")
+    return {str(tag): _states(states) for tag, states in value.items()}
+
+
+ACTIVE: Final = "active"
+"""Tag of the states in which work is still to be done (``is_active``)."""
+PAUSED: Final = "paused"
+"""Tag of the states in which SLA clocks stop counting (waiting on someone else)."""
+MET: Final = "met"
+"""Tag of the states in which the work is delivered (resolved, fulfilled, closed)."""
+CANCELED: Final = "canceled"
+"""Tag of the states in which the record no longer applies (withdrawn, logged in error)."""
+
+
 @attrs.frozen
 class Transition:
     """One lifecycle row: ``trigger`` moves a record from any of ``sources`` to ``target``.
@@ -76,13 +98,19 @@ def _guard_name(guard: Guard) -> str:
     return getattr(guard, "__name__", repr(guard))
 
 
-@attrs.frozen
+# The hash is cached: SLA clocks memoize their conditions per (state, …, workflow).
+@attrs.frozen(cache_hash=True)
 class Workflow:
     """A validated lifecycle: states, the initial state, terminal states and transitions.
 
     Raises ``DefinitionError`` on construction for unknown states, states that cannot be
     reached from ``initial``, terminal states with exits, non-terminal states with no way
-    forward, and two rows for one ``(trigger, source)`` pair.
+    forward or no way to any terminal state, tags naming unknown states, and two rows for
+    one ``(trigger, source)`` pair.
+
+    ``tags`` maps a tag name to the states that carry it; :meth:`tagged` answers it. Any
+    name is allowed; :data:`ACTIVE`, :data:`PAUSED`, :data:`MET` and :data:`CANCELED` are
+    the ones the library reads.
 
     >>> wf = Workflow(
     ...     name="door",
@@ -104,6 +132,7 @@ class Workflow:
     initial: str
     terminal: frozenset[str] = attrs.field(converter=_states)
     transitions: tuple[Transition, ...] = attrs.field(converter=_rows)
+    tags: dict[str, frozenset[str]] = attrs.field(factory=dict, converter=_tags, hash=False)
     _table: dict[tuple[str, str], Transition] = attrs.field(
         init=False, eq=False, repr=False, hash=False
     )
@@ -120,6 +149,25 @@ class Workflow:
         for state in (self.initial, *self.terminal):
             if state not in known:
                 raise DefinitionError(f"workflow {self.name!r}: unknown state {state!r}")
+        table = self._rows_by_pair(known)
+        for tag, tagged in self.tags.items():
+            unknown = sorted(tagged - known)
+            if unknown:
+                raise DefinitionError(
+                    f"workflow {self.name!r}: tag {tag!r} names unknown state "
+                    f"{', '.join(map(repr, unknown))}"
+                )
+        by_state = {
+            state: tuple(sorted((t for (_, s), t in table.items() if s == state), key=_trigger))
+            for state in self.states
+        }
+        self._check_reachable(by_state)
+        self._check_finishable(by_state)
+        object.__setattr__(self, "_table", table)
+        object.__setattr__(self, "_by_state", by_state)
+
+    def _rows_by_pair(self, known: set[str]) -> dict[tuple[str, str], Transition]:
+        """Each row by ``(trigger, source)``: known states only, no exit from a terminal."""
         table: dict[tuple[str, str], Transition] = {}
         for row in self.transitions:
             for state in (*row.sources, *([row.target] if row.target is not None else [])):
@@ -140,13 +188,7 @@ class Workflow:
                         f"{source!r}; give each (trigger, source) pair one row"
                     )
                 table[row.trigger, source] = row
-        by_state = {
-            state: tuple(sorted((t for (_, s), t in table.items() if s == state), key=_trigger))
-            for state in self.states
-        }
-        self._check_reachable(by_state)
-        object.__setattr__(self, "_table", table)
-        object.__setattr__(self, "_by_state", by_state)
+        return table
 
     def _check_reachable(self, by_state: Mapping[str, tuple[Transition, ...]]) -> None:
         seen = {self.initial}
@@ -173,7 +215,31 @@ class Workflow:
                 "terminal; add a transition out or mark it terminal"
             )
 
+    def _check_finishable(self, by_state: Mapping[str, tuple[Transition, ...]]) -> None:
+        """Every state must still be able to reach a terminal one: no loop without a way out."""
+        finishable = set(self.terminal)
+        grew = True
+        while grew:
+            grew = False
+            for state in self.states:
+                if state not in finishable and any(
+                    row.target in finishable for row in by_state[state]
+                ):
+                    finishable.add(state)
+                    grew = True
+        trapped = [s for s in self.states if s not in finishable]
+        if trapped:
+            raise DefinitionError(
+                f"workflow {self.name!r}: {', '.join(trapped)} can never reach a terminal "
+                f"state ({', '.join(sorted(self.terminal)) or 'none is declared'}); a record "
+                "there would loop forever"
+            )
+
     # ----------------------------------------------------------------------- questions
+
+    def tagged(self, tag: str) -> frozenset[str]:
+        """The states carrying ``tag`` (empty if no state does)."""
+        return self.tags.get(tag, _NO_STATES)
 
     def triggers(self, state: str) -> tuple[str, ...]:
         """Every trigger defined from ``state``, guards not applied, sorted."""
@@ -202,8 +268,26 @@ class Workflow:
         The error carries the trigger, the current state, the triggers that are allowed and,
         when a guard refused, its reason. Nothing is changed either way.
         """
+        row = self._table.get((trigger, record.state))
+        if row is None or row.guards:
+            self._refuse(row, record, trigger, context)
+        return row  # type: ignore[return-value] # _refuse raised unless a row may fire
+
+    def target(self, record: _HasState, trigger: str, /, **context: Any) -> str:
+        """The state ``record`` is in after ``trigger`` (its current one for an action)."""
+        # transition() inlined: every verb of every record comes through here.
         state = record.state
         row = self._table.get((trigger, state))
+        if row is None or row.guards:
+            self._refuse(row, record, trigger, context)
+        target = row.target  # type: ignore[union-attr] # _refuse raised unless a row may fire
+        return state if target is None else target
+
+    def _refuse(
+        self, row: Transition | None, record: _HasState, trigger: str, context: Mapping[str, Any]
+    ) -> None:
+        """Raise ``InvalidTransitionError`` unless ``row`` exists and no guard refuses."""
+        state = record.state
         if row is None:
             if state not in self._by_state:
                 raise InvalidTransitionError(
@@ -213,12 +297,6 @@ class Workflow:
         reason = _refusal(row, record, context)
         if reason is not None:
             raise InvalidTransitionError(trigger, state, self.allowed(record, **context), reason)
-        return row
-
-    def target(self, record: _HasState, trigger: str, /, **context: Any) -> str:
-        """The state ``record`` is in after ``trigger`` (its current one for an action)."""
-        row = self.transition(record, trigger, **context)
-        return record.state if row.target is None else row.target
 
     def _rows(self, state: str) -> tuple[Transition, ...]:
         return self._by_state.get(state, ())
@@ -229,22 +307,27 @@ class Workflow:
         self,
         *,
         name: str | None = None,
-        add_states: Iterable[str] = (),
+        add_states: Iterable[str] | Mapping[str, Iterable[str]] = (),
         add_terminal: Iterable[str] = (),
         add_transitions: Iterable[Transition] = (),
         remove: Iterable[tuple[str, str] | str] = (),
         add_guards: Mapping[str, Guard | Iterable[Guard]] | None = None,
+        add_tags: Mapping[str, str | Iterable[str]] | None = None,
+        remove_tags: Mapping[str, str | Iterable[str]] | None = None,
     ) -> Workflow:
         """A customised copy, validated like any workflow.
 
         Args:
             name: the new workflow's name (default: this one's with ``"+custom"``).
-            add_states: extra states (e.g. ``"awaiting_approval"``).
+            add_states: extra states (e.g. ``"awaiting_approval"``), or a mapping of extra
+                states to their tags (``{"awaiting_approval": ["active"]}``).
             add_terminal: states (new or existing) that become terminal.
             add_transitions: extra rows; a row for an existing ``(trigger, source)`` pair
                 replaces it.
             remove: ``(trigger, source)`` pairs, or whole triggers, to delete.
             add_guards: extra guards per trigger, appended to that trigger's rows.
+            add_tags: states (new or existing) to add to each tag.
+            remove_tags: states to take out of each tag.
         """
         added = tuple(add_transitions)
         replaced = {(row.trigger, s) for row in added for s in row.sources}
@@ -272,13 +355,35 @@ class Workflow:
             if sources:
                 extra = guards.get(row.trigger, ())
                 rows.append(attrs.evolve(row, sources=sources, guards=(*row.guards, *extra)))
+        new_states = list(add_states)
+        tags = self._derived_tags(add_states, add_tags, remove_tags)
         return Workflow(
             name=name or f"{self.name}+custom",
-            states=(*self.states, *(s for s in add_states if s not in self.states)),
+            states=(*self.states, *(s for s in new_states if s not in self.states)),
             initial=self.initial,
             terminal=self.terminal | set(add_terminal),
             transitions=rows,
+            tags=tags,
         )
+
+    def _derived_tags(
+        self,
+        add_states: Iterable[str] | Mapping[str, Iterable[str]],
+        add_tags: Mapping[str, str | Iterable[str]] | None,
+        remove_tags: Mapping[str, str | Iterable[str]] | None,
+    ) -> dict[str, set[str]]:
+        tags = {tag: set(states) for tag, states in self.tags.items()}
+        if isinstance(add_states, Mapping):
+            for state, state_tags in add_states.items():
+                for tag in _states(state_tags):
+                    tags.setdefault(tag, set()).add(state)
+        for tag, states in _tags(add_tags).items():
+            tags.setdefault(tag, set()).update(states)
+        for tag, states in _tags(remove_tags).items():
+            if tag not in tags:
+                raise DefinitionError(f"cannot remove from tag {tag!r}: no state carries it")
+            tags[tag] -= states
+        return tags
 
     # ----------------------------------------------------------------------- diagrams
 
@@ -310,6 +415,9 @@ class Workflow:
                 target = source if row.target is None else row.target
                 edges.setdefault((source, target), []).append(row.trigger)
         return [(s, t, ", ".join(triggers)) for (s, t), triggers in edges.items()]
+
+
+_NO_STATES: Final[frozenset[str]] = frozenset()
 
 
 def _trigger(row: Transition) -> str:

@@ -6,16 +6,16 @@
 ``UnitOfWorkBase``, which all three stores share (see docs/storage.md).
 """
 
-from itsmcore.storage._core import Change, EventRow, Session, UnitOfWorkBase
+from itsmcore.storage._core import EventRow, RecordWrite, Session, UnitOfWorkBase
 from itsmcore.storage.memory import InMemoryStore
 from itsmcore.storage.postgres import PostgresStore
 from itsmcore.storage.sqlite import SQLiteStore
 
 __all__ = [
-    "Change",
     "EventRow",
     "InMemoryStore",
     "PostgresStore",
+    "RecordWrite",
     "SQLiteStore",
     "Session",
     "UnitOfWorkBase",

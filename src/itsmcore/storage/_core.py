@@ -8,27 +8,33 @@ saves, and turns records into rows and back. So the stores cannot drift apart in
 from __future__ import annotations
 
 import json
+import re
 import threading
 import weakref
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, Protocol, Self, TypeVar
 
 import attrs
 import cattrs
 
 from itsmcore._time import to_us
-from itsmcore.errors import NotFoundError, ValidationError
+from itsmcore.errors import DefinitionError, NotFoundError, ValidationError
 from itsmcore.events import Event, event_type
-from itsmcore.repository import COLUMNS, Query, RecordKind, kinds, make_query
+from itsmcore.repository import Query, RecordKind, kind_map
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+
+    from itsmcore.record import Column
+    from itsmcore.repository import Repository
+
+R = TypeVar("R")
 
 __all__ = [
-    "Change",
     "EventRow",
     "Pool",
     "PooledStore",
+    "RecordWrite",
     "Session",
     "UnitOfWorkBase",
     "select_ids",
@@ -46,7 +52,7 @@ class EventRow(NamedTuple):
     data: str
 
 
-class Change(NamedTuple):
+class RecordWrite(NamedTuple):
     """What a commit writes for one record: new events on top of ``base`` and its columns."""
 
     kind: str
@@ -66,10 +72,10 @@ class Change(NamedTuple):
         checks that version under lock before it updates anything.
         """
         stored = self.stored
-        if stored is None:
-            return list(COLUMNS)
         columns = self.columns
-        return [c for c in COLUMNS if columns.get(c) != stored.get(c)]
+        if stored is None:
+            return list(columns)
+        return [c for c in columns if columns[c] != stored.get(c)]
 
 
 class Session(Protocol):
@@ -87,7 +93,7 @@ class Session(Protocol):
         """Ids of the records matching ``query``, ordered and paged."""
         ...
 
-    def write(self, changes: Sequence[Change]) -> None:
+    def write(self, changes: Sequence[RecordWrite]) -> None:
         """Write all changes in one transaction, or raise ``ConcurrencyError`` and none."""
         ...
 
@@ -99,12 +105,35 @@ class Session(Protocol):
 # --------------------------------------------------------------------------- SQL
 
 
-def update_record(change: Change, version: int, mark: str) -> tuple[str, tuple[object, ...]]:
+_IDENTIFIER: Final = re.compile(r"[a-z][a-z0-9_]{0,62}")
+
+
+def identifier(name: str) -> str:
+    """``name`` if it may be spliced into SQL as a column name; ``ValidationError`` otherwise.
+
+    Every column name in the stores' SQL passes through here, wherever it came from.
+    """
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
+        raise ValidationError(f"{name!r} is not a column name")
+    return name
+
+
+def insert_record(change: RecordWrite, version: int, mark: str) -> tuple[str, tuple[object, ...]]:
+    """The INSERT of a new record's row at ``version`` with its columns."""
+    names = [identifier(n) for n in change.columns]
+    sql = (
+        f"INSERT INTO itsm_records (kind, id, version{''.join(', ' + n for n in names)}) "  # noqa: S608 - checked names
+        f"VALUES ({', '.join([mark] * (len(names) + 3))})"
+    )
+    return sql, (change.kind, change.record_id, version, *change.columns.values())
+
+
+def update_record(change: RecordWrite, version: int, mark: str) -> tuple[str, tuple[object, ...]]:
     """The UPDATE of a record's row to ``version`` and its changed columns.
 
-    ``mark`` is the driver's placeholder. Column names come from :data:`COLUMNS` only.
+    ``mark`` is the driver's placeholder.
     """
-    names = change.changed_columns()
+    names = [identifier(n) for n in change.changed_columns()]
     sets = "".join(f", {name} = {mark}" for name in names)
     sql = f"UPDATE itsm_records SET version = {mark}{sets} WHERE kind = {mark} AND id = {mark}"  # noqa: S608 - only fixed column names and placeholders
     columns = change.columns
@@ -118,30 +147,34 @@ def select_ids(
 
     One builder for every SQL store, so their filters cannot drift apart. ``arrays`` passes a
     list of values as one parameter (``= ANY(%s)``, PostgreSQL) instead of one per value;
-    ``no_limit`` is the database's LIMIT for "all". Column names come from
-    :data:`itsmcore.repository.COLUMNS`, checked by ``make_query``.
+    ``no_limit`` is the database's LIMIT for "all". Every column name must be one of the
+    kind's (``query.columns``) and an identifier, checked here where the SQL is built.
     """
+
+    def column(name: str) -> str:
+        if name not in query.columns and name != "id":
+            raise ValidationError(f"{name!r} is not an indexed column of {kind}")
+        return identifier(name)
+
     clauses: list[str] = [f"kind = {mark}"]
     params: list[object] = [kind]
-    for column, values in (("state", query.state), ("priority", query.priority)):
-        if values is None:
-            continue
-        if arrays:
-            clauses.append(f"{column} = ANY({mark})")
+    for name, values in query.equal:
+        name = column(name)  # noqa: PLW2901 - the same name, checked
+        if len(values) == 1:
+            clauses.append(f"{name} = {mark}")
+            params.append(values[0])
+        elif arrays:
+            clauses.append(f"{name} = ANY({mark})")
             params.append(list(values))
         else:
-            clauses.append(f"{column} IN ({','.join([mark] * len(values))})")
+            clauses.append(f"{name} IN ({','.join([mark] * len(values))})")
             params.extend(values)
-    for column in ("assignment_group", "assignee", "service", "ci"):
-        value = getattr(query, column)
-        if value is not None:
-            clauses.append(f"{column} = {mark}")
-            params.append(value)
-    for bound, op in ((query.opened_from, ">="), (query.opened_until, "<")):
-        if bound is not None:
-            clauses.append(f"opened_at {op} {mark}")
-            params.append(bound)
-    order, direction = query.order_by, "DESC" if query.descending else "ASC"
+    for name, low, high in query.ranges:
+        for bound, op in ((low, ">="), (high, "<")):
+            if bound is not None:
+                clauses.append(f"{column(name)} {op} {mark}")
+                params.append(bound)
+    order, direction = column(query.order_by), "DESC" if query.descending else "ASC"
     sql = (
         f"SELECT id FROM itsm_records WHERE {' AND '.join(clauses)} "  # noqa: S608 - fixed names
         f"ORDER BY {order} IS NULL, {order} {direction}, id {direction} "
@@ -149,6 +182,53 @@ def select_ids(
     )
     params += [no_limit if query.limit is None else query.limit, query.offset]
     return sql, params
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def columns_to_add(
+    existing: Mapping[str, str],
+    record_kinds: Iterable[RecordKind[Any]],
+    sql_type: Callable[[Column], str],
+) -> tuple[dict[str, Column], list[RecordKind[Any]]]:
+    """The indexed columns the records table lacks, and the kinds whose rows must be refilled.
+
+    ``existing`` maps the table's column names to their SQL types as the database reports
+    them; ``sql_type`` says which reported type a declared column has there. A column that
+    exists with another type is a ``DefinitionError``: the stores never drop or retype data.
+    """
+    added: dict[str, Column] = {}
+    refill: list[RecordKind[Any]] = []
+    for kind in record_kinds:
+        for column in kind.columns:
+            identifier(column.name)
+            have = existing.get(column.name)
+            if have is None:
+                added.setdefault(column.name, column)
+            elif have != sql_type(column):
+                raise DefinitionError(
+                    f"{kind.name}.{column.name} is declared {sql_type(column)} but the store "
+                    f"holds it as {have}; give the column another name"
+                )
+        if any(c.name in added for c in kind.columns):
+            refill.append(kind)
+    return added, refill
+
+
+def rebuilt_columns(
+    kind: RecordKind[Any], record_id: str, rows: list[EventRow]
+) -> dict[str, object]:
+    """A stored record's indexed columns, from its events (to fill a newly added column)."""
+    record = kind.replay([decode(kind.name, record_id, row) for row in rows])
+    return kind.values(record)
+
+
+def schema_key(
+    record_kinds: Iterable[RecordKind[Any]],
+) -> frozenset[tuple[str, tuple[Column, ...]]]:
+    """What a store's schema was last made to fit: each kind's name and columns."""
+    return frozenset((k.name, k.columns) for k in record_kinds)
 
 
 # --------------------------------------------------------------------------- connections
@@ -227,7 +307,9 @@ _resolved: set[type] = set()
 def encode(version: int, event: Event) -> EventRow:
     """An event as a row: its fields as JSON, its type and schema version alongside."""
     data = _converter.unstructure(event)
-    return EventRow(version, event.type, event.version, to_us(event.at), event.by, json.dumps(data))
+    return EventRow(
+        version, event.type, event.schema_version, to_us(event.at), event.by, json.dumps(data)
+    )
 
 
 def decode(kind: str, record_id: str, row: EventRow) -> Event:
@@ -244,13 +326,13 @@ def decode(kind: str, record_id: str, row: EventRow) -> Event:
     except ValueError as exc:
         where = _where(kind, record_id, row)
         raise ValidationError(f"{where}: its data is not JSON ({exc})") from None
-    if row.schema_version != cls.version:
+    if row.schema_version != cls.schema_version:
         upcast = getattr(cls, "upcast", None)
         if upcast is None:
             where = _where(kind, record_id, row)
             raise ValidationError(
                 f"{where}: schema version {row.schema_version} of {row.type!r} cannot be "
-                f"read by this release (version {cls.version}); it needs an upcast"
+                f"read by this release (version {cls.schema_version}); it needs an upcast"
             )
         data = upcast(data, row.schema_version)
     try:
@@ -331,7 +413,7 @@ class _Repository:
             self._uow.staged[key] = (base, record)
 
     def find(self, **filters: Any) -> list[Any]:
-        query = make_query(**filters)
+        query = self._kind.query(**filters)
         session = self._uow.session
         ids = session.query(self._kind.name, query)
         rows = session.load_many(self._kind.name, ids)
@@ -355,9 +437,17 @@ class UnitOfWorkBase:
         # so are its columns.
         self.loaded: dict[tuple[str, str], Any] = {}
         self.staged: dict[tuple[str, str], tuple[int, Any]] = {}
-        self._kinds = {k.name: k for k in (kinds() if record_kinds is None else record_kinds)}
+        self._kinds = dict(kind_map(record_kinds))
         for name, kind in self._kinds.items():
             setattr(self, name, _Repository(self, kind))
+
+    def repository(self, cls: type[R]) -> Repository[R]:
+        """The repository of the kind registered for records of class ``cls``."""
+        for name, kind in self._kinds.items():
+            if kind.cls is cls:
+                return getattr(self, name)  # type: ignore[no-any-return]
+        known = ", ".join(k.cls.__name__ for k in self._kinds.values())
+        raise ValidationError(f"no record kind holds {cls!r} records here; known: {known}")
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for names not set in __init__: a kind nobody registered.
@@ -378,14 +468,12 @@ class UnitOfWorkBase:
         for (kind, record_id), (base, record) in self.staged.items():
             new = record.history[base:]
             rows = [encode(base + k, e) for k, e in enumerate(new, start=1)]
-            to_columns = self._kinds[kind].columns
+            to_columns = self._kinds[kind].values
             prior = self.loaded.get((kind, record_id))
             stored = (
-                dict(to_columns(prior))
-                if base and prior is not None and prior.version == base
-                else None
+                to_columns(prior) if base and prior is not None and prior.version == base else None
             )
-            changes.append(Change(kind, record_id, base, rows, dict(to_columns(record)), stored))
+            changes.append(RecordWrite(kind, record_id, base, rows, to_columns(record), stored))
         if changes:
             self.session.write(changes)
         for (kind, record_id), (_, record) in self.staged.items():

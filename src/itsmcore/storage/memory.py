@@ -10,7 +10,8 @@ import threading
 from typing import TYPE_CHECKING, Any, Self
 
 from itsmcore.errors import ConcurrencyError
-from itsmcore.storage._core import Change, EventRow, UnitOfWorkBase
+from itsmcore.repository import kind_map
+from itsmcore.storage._core import EventRow, RecordWrite, UnitOfWorkBase
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -53,7 +54,7 @@ class InMemoryStore:
 
     def unit_of_work(self) -> UnitOfWork:
         """A new unit of work (one transaction); use it in a ``with`` block."""
-        return UnitOfWorkBase(_MemorySession(self), self._kinds)
+        return UnitOfWorkBase(_MemorySession(self), kind_map(self._kinds).values())
 
 
 class _MemorySession:
@@ -77,15 +78,20 @@ class _MemorySession:
                 if k == kind and _matches(columns, query)
             ]
 
-        def order(row: tuple[str, dict[str, object]]) -> tuple[bool, Any, str]:
-            value = row[0] if query.order_by == "id" else row[1][query.order_by]
-            return (value is None, value, row[0])  # None last, then by id
+        def value(row: tuple[str, dict[str, object]]) -> Any:
+            return row[0] if query.order_by == "id" else row[1].get(query.order_by)
 
-        rows.sort(key=order, reverse=query.descending)
+        # Like the SQL stores: None last in both directions, ties broken by id in the order's
+        # direction.
+        rows.sort(
+            key=lambda row: (value(row) is None, value(row), row[0]), reverse=query.descending
+        )
+        if query.descending:
+            rows.sort(key=lambda row: value(row) is None)  # stable: keeps the descending order
         end = None if query.limit is None else query.offset + query.limit
         return [record_id for record_id, _ in rows[query.offset : end]]
 
-    def write(self, changes: Sequence[Change]) -> None:
+    def write(self, changes: Sequence[RecordWrite]) -> None:
         store = self._store
         with store._lock:  # noqa: SLF001
             for change in changes:  # check everything before writing anything
@@ -101,20 +107,16 @@ class _MemorySession:
         pass
 
 
-def _int(value: object) -> int:
-    assert isinstance(value, int)  # noqa: S101 - opened_at is stored as microseconds
-    return value
-
-
 def _matches(columns: dict[str, object], query: Query) -> bool:
-    checks = (
-        query.state is None or columns["state"] in query.state,
-        query.priority is None or columns["priority"] in query.priority,
-        query.assignment_group is None or columns["assignment_group"] == query.assignment_group,
-        query.assignee is None or columns["assignee"] == query.assignee,
-        query.service is None or columns["service"] == query.service,
-        query.ci is None or columns["ci"] == query.ci,
-        query.opened_from is None or _int(columns["opened_at"]) >= query.opened_from,
-        query.opened_until is None or _int(columns["opened_at"]) < query.opened_until,
-    )
-    return all(checks)
+    for name, values in query.equal:
+        if columns.get(name) not in values:
+            return False
+    for name, low, high in query.ranges:
+        value = columns.get(name)
+        if value is None:
+            return False
+        if low is not None and value < low:  # type: ignore[operator]
+            return False
+        if high is not None and value >= high:  # type: ignore[operator]
+            return False
+    return True

@@ -9,17 +9,22 @@ updates the indexed row, in one transaction; a new record's id is claimed with
 
 from __future__ import annotations
 
+import threading
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from itsmcore.errors import ConcurrencyError, ValidationError
-from itsmcore.repository import COLUMNS, Query, RecordKind, UnitOfWork
+from itsmcore.repository import Query, RecordKind, UnitOfWork, kind_map
 from itsmcore.storage._core import (
-    Change,
     EventRow,
     Pool,
     PooledStore,
+    RecordWrite,
     UnitOfWorkBase,
+    columns_to_add,
+    identifier,
+    rebuilt_columns,
+    schema_key,
     select_ids,
     update_record,
 )
@@ -29,6 +34,8 @@ if TYPE_CHECKING:
 
     import psycopg
 
+    from itsmcore.record import Column
+
 __all__ = ["PostgresStore"]
 
 SCHEMA_VERSION: Final = 1
@@ -36,20 +43,15 @@ _LOCK_KEY: Final = 0x17_5C02E  # advisory lock id for schema changes
 
 _MIGRATIONS: Final = {
     1: [
+        # Indexed columns are added to itsm_records as record kinds declare them.
         """CREATE TABLE IF NOT EXISTS itsm_records (
             kind TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
-            state TEXT, priority INTEGER, assignment_group TEXT, assignee TEXT,
-            service TEXT, ci TEXT, opened_at BIGINT,
             PRIMARY KEY (kind, id))""",
         """CREATE TABLE IF NOT EXISTS itsm_events (
             kind TEXT NOT NULL, record_id TEXT NOT NULL, version INTEGER NOT NULL,
             type TEXT NOT NULL, schema_version INTEGER NOT NULL, at BIGINT NOT NULL,
             by TEXT NOT NULL, data JSONB NOT NULL,
             PRIMARY KEY (kind, record_id, version))""",
-        *(
-            f"CREATE INDEX IF NOT EXISTS itsm_records_{c} ON itsm_records (kind, {c})"
-            for c in COLUMNS
-        ),
     ],
 }
 
@@ -73,6 +75,8 @@ class PostgresStore(PooledStore):
         self.dsn = dsn
         self._kinds = None if kinds is None else tuple(kinds)
         self._keep(Pool(partial(_connect, dsn), _clean))
+        self._schema: frozenset[object] = frozenset()
+        self._schema_lock = threading.Lock()
         psycopg = _psycopg()
         with psycopg.connect(dsn) as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
@@ -94,10 +98,70 @@ class PostgresStore(PooledStore):
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (str(SCHEMA_VERSION),),
             )
+        self._fit_schema()
+
+    def _fit_schema(self) -> list[RecordKind[Any]]:
+        """Add the indexed columns of every kind served that the table lacks (additive only)."""
+        served = list(kind_map(self._kinds).values())
+        key = schema_key(served)
+        if key <= self._schema:
+            return served
+        with self._schema_lock, _psycopg().connect(self.dsn) as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            _add_columns(conn, served)
+            self._schema = self._schema | key
+        return served
 
     def unit_of_work(self) -> UnitOfWork:
         """A new unit of work with its own connection; use it in a ``with`` block."""
-        return UnitOfWorkBase(_PostgresSession(self._pool), self._kinds)
+        served = self._fit_schema()
+        return UnitOfWorkBase(_PostgresSession(self._pool), served)
+
+
+_PG_TYPES: Final = {"text": "TEXT", "character varying": "TEXT", "integer": "INTEGER",
+                    "bigint": "INTEGER", "smallint": "INTEGER"}  # fmt: skip
+
+
+def _sql_type(column: Column) -> str:
+    return column.sql_type
+
+
+def _add_columns(conn: psycopg.Connection[Any], served: Sequence[RecordKind[Any]]) -> None:
+    existing = {
+        name: _PG_TYPES.get(kind, kind)
+        for name, kind in conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = 'itsm_records'"
+        )
+    }
+    added, refill = columns_to_add(existing, served, _sql_type)
+    for column in added.values():
+        kind = "TEXT" if column.sql_type == "TEXT" else "BIGINT"  # microseconds overflow INTEGER
+        conn.execute(
+            f"ALTER TABLE itsm_records ADD COLUMN IF NOT EXISTS {identifier(column.name)} {kind}"
+        )
+    for record_kind in served:
+        for column in record_kind.columns:
+            name = identifier(column.name)
+            conn.execute(
+                f"CREATE INDEX IF NOT EXISTS itsm_records_{name} ON itsm_records (kind, {name})"
+            )
+    for record_kind in refill:  # rows stored before the column existed get their values now
+        ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM itsm_records WHERE kind = %s", (record_kind.name,)
+            )
+        ]
+        for record_id in ids:
+            rows = [EventRow(*r) for r in conn.execute(_EVENTS, (record_kind.name, record_id))]
+            values = rebuilt_columns(record_kind, record_id, rows)
+            names = [identifier(n) for n in values]
+            sets = ", ".join(f"{n} = %s" for n in names)
+            conn.execute(
+                f"UPDATE itsm_records SET {sets} WHERE kind = %s AND id = %s",  # noqa: S608 - checked names
+                (*values.values(), record_kind.name, record_id),
+            )
 
 
 _EVENTS: Final = (
@@ -139,7 +203,7 @@ class _PostgresSession:
         sql, params = select_ids(kind, query, "%s", arrays=True, no_limit=None)
         return [row[0] for row in self._conn.execute(sql, params)]
 
-    def write(self, changes: Sequence[Change]) -> None:
+    def write(self, changes: Sequence[RecordWrite]) -> None:
         conn = self._conn
         with conn.transaction():
             for change in changes:
@@ -158,7 +222,7 @@ class _PostgresSession:
         self._pool.give(self._conn)
 
 
-def _claim(conn: psycopg.Connection[Any], change: Change) -> None:
+def _claim(conn: psycopg.Connection[Any], change: RecordWrite) -> None:
     """Lock the record's row at the expected version, or create it for a new record."""
     if change.base == 0:
         created = conn.execute(

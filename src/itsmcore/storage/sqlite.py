@@ -9,17 +9,23 @@ so two writers can never both land) and updates the indexed row, all in one tran
 from __future__ import annotations
 
 import sqlite3
+import threading
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from itsmcore.errors import ConcurrencyError, ValidationError
-from itsmcore.repository import COLUMNS, Query, RecordKind, UnitOfWork
+from itsmcore.repository import Query, RecordKind, UnitOfWork, kind_map
 from itsmcore.storage._core import (
-    Change,
     EventRow,
     Pool,
     PooledStore,
+    RecordWrite,
     UnitOfWorkBase,
+    columns_to_add,
+    identifier,
+    insert_record,
+    rebuilt_columns,
+    schema_key,
     select_ids,
     update_record,
 )
@@ -28,23 +34,23 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from pathlib import Path
 
+    from itsmcore.record import Column
+
 __all__ = ["SQLiteStore"]
 
 SCHEMA_VERSION: Final = 1
 
 _SCHEMA: Final = [
     """CREATE TABLE IF NOT EXISTS itsm_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    # Indexed columns are added to itsm_records as record kinds declare them.
     """CREATE TABLE IF NOT EXISTS itsm_records (
         kind TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
-        state TEXT, priority INTEGER, assignment_group TEXT, assignee TEXT,
-        service TEXT, ci TEXT, opened_at INTEGER,
         PRIMARY KEY (kind, id))""",
     """CREATE TABLE IF NOT EXISTS itsm_events (
         kind TEXT NOT NULL, record_id TEXT NOT NULL, version INTEGER NOT NULL,
         type TEXT NOT NULL, schema_version INTEGER NOT NULL, at INTEGER NOT NULL,
         by TEXT NOT NULL, data TEXT NOT NULL,
         PRIMARY KEY (kind, record_id, version))""",
-    *(f"CREATE INDEX IF NOT EXISTS itsm_records_{c} ON itsm_records (kind, {c})" for c in COLUMNS),
 ]
 
 _BUSY_TIMEOUT_S: Final = 30.0
@@ -77,6 +83,8 @@ class SQLiteStore(PooledStore):
         self.path = str(path)
         self._kinds = None if kinds is None else tuple(kinds)
         self._keep(Pool(partial(_connect, self.path), _clean))
+        self._schema: frozenset[object] = frozenset()
+        self._schema_lock = threading.Lock()
         with _connect(self.path) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("BEGIN IMMEDIATE")
@@ -94,10 +102,63 @@ class SQLiteStore(PooledStore):
                     f"({SCHEMA_VERSION}); upgrade itsmcore"
                 )
             conn.execute("COMMIT")
+        self._fit_schema()
+
+    def _fit_schema(self) -> list[RecordKind[Any]]:
+        """Add the indexed columns of every kind served that the table lacks (additive only)."""
+        served = list(kind_map(self._kinds).values())
+        key = schema_key(served)
+        if key <= self._schema:
+            return served
+        with self._schema_lock, _connect(self.path) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                _add_columns(conn, served)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            self._schema = self._schema | key
+        return served
 
     def unit_of_work(self) -> UnitOfWork:
         """A new unit of work with its own connection; use it in a ``with`` block."""
-        return UnitOfWorkBase(_SQLiteSession(self._pool), self._kinds)
+        served = self._fit_schema()
+        return UnitOfWorkBase(_SQLiteSession(self._pool), served)
+
+
+def _sql_type(column: Column) -> str:
+    return column.sql_type
+
+
+def _add_columns(conn: sqlite3.Connection, served: Sequence[RecordKind[Any]]) -> None:
+    existing = {
+        row[1]: str(row[2]).upper() for row in conn.execute("PRAGMA table_info(itsm_records)")
+    }
+    added, refill = columns_to_add(existing, served, _sql_type)
+    for column in added.values():
+        conn.execute(
+            f"ALTER TABLE itsm_records ADD COLUMN {identifier(column.name)} {column.sql_type}"
+        )
+    for kind in served:
+        for column in kind.columns:
+            name = identifier(column.name)
+            conn.execute(
+                f"CREATE INDEX IF NOT EXISTS itsm_records_{name} ON itsm_records (kind, {name})"
+            )
+    for kind in refill:  # rows stored before the column existed get their values now
+        ids = [
+            r[0] for r in conn.execute("SELECT id FROM itsm_records WHERE kind = ?", (kind.name,))
+        ]
+        for record_id in ids:
+            rows = [EventRow(*r) for r in conn.execute(_EVENTS, (kind.name, record_id))]
+            values = rebuilt_columns(kind, record_id, rows)
+            names = [identifier(n) for n in values]
+            sets = ", ".join(f"{n} = ?" for n in names)
+            conn.execute(
+                f"UPDATE itsm_records SET {sets} WHERE kind = ? AND id = ?",  # noqa: S608 - checked names
+                (*values.values(), kind.name, record_id),
+            )
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -149,7 +210,7 @@ class _SQLiteSession:
         sql, params = select_ids(kind, query, "?", arrays=False, no_limit=-1)
         return [row[0] for row in self._conn.execute(sql, params)]
 
-    def write(self, changes: Sequence[Change]) -> None:
+    def write(self, changes: Sequence[RecordWrite]) -> None:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -162,16 +223,10 @@ class _SQLiteSession:
                 )
                 version = change.base + len(change.events)
                 if change.base == 0:  # _check_version found no row
-                    conn.execute(
-                        "INSERT INTO itsm_records (kind, id, version, state, priority,"
-                        " assignment_group, assignee, service, ci, opened_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (change.kind, change.record_id, version,
-                         *[change.columns.get(c) for c in COLUMNS]),
-                    )  # fmt: skip
+                    sql, params = insert_record(change, version, "?")
                 else:
                     sql, params = update_record(change, version, "?")
-                    conn.execute(sql, params)
+                conn.execute(sql, params)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -181,7 +236,7 @@ class _SQLiteSession:
         self._pool.give(self._conn)
 
 
-def _check_version(conn: sqlite3.Connection, change: Change) -> None:
+def _check_version(conn: sqlite3.Connection, change: RecordWrite) -> None:
     row = conn.execute(
         "SELECT version FROM itsm_records WHERE kind = ? AND id = ?",
         (change.kind, change.record_id),

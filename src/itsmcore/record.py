@@ -1,0 +1,697 @@
+"""The record engine: the one base every practice (incident, problem, change …) is built on.
+
+A record is a frozen ``attrs`` class whose every change appends one event to ``history`` and
+returns a new record. This module holds everything that is the same for every practice:
+
+- opening a record from its first event, which names the workflow it runs on;
+- ``replay`` (rebuild a record from its events), ``timeline`` and the private in-place fold
+  the SLA engine walks;
+- ``_do`` (check time and lifecycle, then apply one event) and ``fire`` (any trigger of the
+  record's workflow, through its typed verb when it has one);
+- the registries: appliers per event type, verbs per trigger, workflows per record kind;
+- the value checks every verb uses, and the declaration of indexed columns for the stores.
+
+A practice module declares the rest: its state enum, its events, its workflow table with
+tags, its fields, its verbs (marked with :func:`verb`) and its appliers (marked with
+:func:`applies`). The class is checked when it is created, so a practice that forgot an
+applier or a verb fails at import time, not in production.
+
+Naming convention: a practice's ``kind`` (``"incident"``) prefixes the ``type`` of each of its
+events (``"incident.resolved"``); that is how the engine knows which events are the
+practice's, and which of them subclasses a shared event of :mod:`itsmcore.capabilities`.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from enum import Enum, StrEnum
+from operator import attrgetter
+from typing import Any, ClassVar, Final, Self, TypeVar
+
+import attrs
+
+from itsmcore._time import to_us
+from itsmcore.errors import DefinitionError, ValidationError
+from itsmcore.events import Event, StateChanged, event_types, utc
+from itsmcore.workflow import ACTIVE, Workflow
+
+__all__ = [
+    "Column",
+    "Opened",
+    "Record",
+    "applies",
+    "member",
+    "optional_text",
+    "text",
+    "verb",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_E = TypeVar("_E", bound=Enum)
+
+Applier = Callable[[Any, Any], Mapping[str, Any]]
+"""``applier(record, event) -> {field: new value}``: how one event changes a record."""
+
+
+# --------------------------------------------------------------------------- value checks
+
+
+def text(value: object, name: str) -> str:
+    """``value`` stripped; ``ValidationError`` naming ``name`` unless it is non-empty text."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{name} must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def optional_text(value: object, name: str) -> str | None:
+    """``None``, or non-empty text stripped."""
+    return None if value is None else text(value, name)
+
+
+def member(kind: type[_E], value: object, name: str) -> _E:
+    """A member of the enum ``kind`` from itself, its value or a label ("Awaiting Caller")."""
+    if isinstance(value, kind):
+        return value
+    try:
+        return kind(value.strip().lower().replace(" ", "_").replace("-", "_"))  # type: ignore[attr-defined]
+    except (ValueError, AttributeError):
+        allowed = ", ".join(str(m.value) for m in kind)
+        raise ValidationError(f"unknown {name} {value!r}; use one of: {allowed}") from None
+
+
+# --------------------------------------------------------------------------- declarations
+
+
+def verb(fn: F) -> F:
+    """Mark a record method as the typed verb of the workflow trigger of the same name.
+
+    ``fire(trigger, ...)`` runs the verb for such a trigger instead of recording a bare
+    ``StateChanged``, so the verb's checks and fields can never be bypassed.
+    """
+    fn.__itsm_verb__ = fn.__name__  # type: ignore[attr-defined]
+    return fn
+
+
+def applies(*events: type[Event]) -> Callable[[F], F]:
+    """Mark a record method as how ``events`` (and their subclasses) change the record.
+
+    The method takes the record as it was and the event, and returns the fields that change.
+    An applier on a practice class wins over one a base class declares for a parent event.
+    """
+    if not events or not all(isinstance(e, type) and issubclass(e, Event) for e in events):
+        raise DefinitionError(f"@applies takes event classes, got {events!r}")
+
+    def mark(fn: F) -> F:
+        fn.__itsm_applies__ = events  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+_COLUMN_NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,62}")
+_COLUMN_TYPES: Final = (str, int, datetime)
+_RESERVED_COLUMNS: Final = frozenset({"kind", "id", "version"})
+
+
+def _store_int(value: object) -> int:
+    return int(value)  # type: ignore[call-overload, no-any-return]
+
+
+def _store_datetime(value: object) -> int:
+    return to_us(value, "datetime")  # type: ignore[arg-type]
+
+
+@attrs.frozen
+class Column:
+    """An indexed column a store keeps for a record kind, for ``find`` to filter and order by.
+
+    ``type`` is ``str``, ``int`` or ``datetime`` (stored as microseconds since the epoch).
+    ``find(name=value)`` filters by equality (``str`` and ``int`` columns take one value or
+    several); a ``range`` column is filtered by its two filter names instead, the first
+    inclusive and the second exclusive (``opened_from`` / ``opened_until``). Every column
+    orders. ``None`` values are stored as SQL ``NULL`` and sort last.
+    """
+
+    name: str
+    type: type  # noqa: A003 - the column's type, named as SQL names it
+    range: tuple[str, str] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _COLUMN_NAME.fullmatch(self.name):
+            raise DefinitionError(
+                f"column name {self.name!r} must be a lower-case identifier of at most 63 "
+                "characters"
+            )
+        if self.name in _RESERVED_COLUMNS:
+            raise DefinitionError(f"column name {self.name!r} is reserved by the stores")
+        if self.type not in _COLUMN_TYPES:
+            raise DefinitionError(f"column {self.name!r}: type must be str, int or datetime")
+        if self.range is not None and (
+            len(self.range) != 2 or not all(_COLUMN_NAME.fullmatch(n) for n in self.range)
+        ):
+            raise DefinitionError(f"column {self.name!r}: range names two filter names")
+
+    @property
+    def sql_type(self) -> str:
+        """``TEXT`` or ``INTEGER`` (datetimes are stored as microseconds)."""
+        return "TEXT" if self.type is str else "INTEGER"
+
+    def stored(self, value: object) -> object:
+        """The value as the stores keep it: text, an integer, or ``None``."""
+        if value is None:
+            return None
+        if self.type is str:
+            return str(value)
+        if self.type is int:
+            return _store_int(value)
+        return _store_datetime(value)
+
+    def value_of(self, record: object) -> object:
+        """The stored value of this column for ``record`` (its attribute of the same name)."""
+        return self.stored(getattr(record, self.name))
+
+
+# --------------------------------------------------------------------------- events
+
+
+@attrs.frozen(kw_only=True)
+class Opened(Event):
+    """Base of every practice's opening event: the record's id and the workflow it runs on.
+
+    The practice's subclass adds the fields the record starts with; fields named like record
+    fields are copied onto the record (an ``@applies`` for the opening can add more).
+    """
+
+    id: str
+    workflow: str
+    """The name of the workflow the record runs on, resolved again by ``replay``."""
+
+
+# --------------------------------------------------------------------------- the record
+
+
+_ENGINE_FIELDS: Final = frozenset({"id", "state", "opened_at", "opened_by", "history", "workflow"})
+_OPENED_FIELDS: Final = frozenset({"at", "by", "state", "id", "workflow"})
+_WORKFLOWS: dict[str, dict[str, Workflow]] = {}
+
+
+# Not slotted: a replayed record is updated in place through its __dict__ (see _fold), and
+# _apply copies that dict in one C call, several times faster than attrs.evolve re-running
+# __init__ over every field for each of a record's many events.
+@attrs.frozen(kw_only=True, slots=False)
+class Record:
+    """Base of every practice's record: its id, state, opening, history and workflow.
+
+    A practice subclasses it (with ``@attrs.frozen(kw_only=True, slots=False)``) and declares
+    ``kind``, ``state_enum`` and ``default_workflow``. Build records with the practice's
+    ``open(...)`` and change them with its verbs; constructing one directly is checked
+    against its history (a record is its history: fields that history does not produce are
+    refused).
+    """
+
+    # What a practice declares.
+    kind: ClassVar[str]
+    """Prefix of the practice's event types and name of its workflow registry."""
+    state_enum: ClassVar[type[StrEnum] | None] = None
+    """The practice's states; a vendor workflow's extra states stay plain strings."""
+    default_workflow: ClassVar[Workflow]
+    generic_triggers: ClassVar[frozenset[str]] = frozenset()
+    """Default-workflow triggers deliberately left to ``fire`` (no typed verb)."""
+    indexed: ClassVar[tuple[Column, ...]] = ()
+    """The columns stores index for ``find``."""
+
+    # What the engine builds when the class is created.
+    _appliers: ClassVar[dict[type[Event], Applier]]
+    _verbs: ClassVar[dict[str, Callable[..., Any]]]
+    _events: ClassVar[dict[type[Event], type[Event]]]
+    _opening: ClassVar[type[Opened]]
+    _opening_fields: ClassVar[tuple[str, ...]]
+    _opening_values: ClassVar[Callable[[Event], tuple[Any, ...]]]
+    _opening_applier: ClassVar[Applier | None]
+    _defaults: ClassVar[dict[str, Any]]
+    _state_of: ClassVar[dict[str, str]]
+
+    id: str
+    state: str
+    opened_at: datetime
+    opened_by: str
+    history: tuple[Event, ...]
+    workflow: Workflow = attrs.field(eq=False, repr=False)
+    """The lifecycle this record's verbs are checked against (not part of its identity)."""
+
+    def __attrs_post_init__(self) -> None:
+        # Only direct construction (and attrs.evolve) run __init__: the engine builds records
+        # without it. Such a record must be exactly what its history rebuilds.
+        history = self.history
+        if not isinstance(history, tuple):
+            raise ValidationError(f"history must be a tuple of events, got {type(history)}")
+        rebuilt = type(self).replay(history, workflow=self.workflow)
+        if rebuilt != self:
+            names = [
+                f.name
+                for f in attrs.fields(type(self))
+                if f.eq and getattr(rebuilt, f.name) != getattr(self, f.name)
+            ]
+            raise ValidationError(
+                f"{type(self).__name__} {rebuilt.id!r}: {', '.join(names)} differ from what "
+                "its history says; build records with open() and their verbs, or replay()"
+            )
+
+    # ----------------------------------------------------------------------- class creation
+
+    @classmethod
+    def __attrs_init_subclass__(cls) -> None:
+        if not hasattr(cls, "kind"):
+            return  # a shared base (e.g. a capability of itsmcore.capabilities)
+        _build(cls)
+
+    # ----------------------------------------------------------------------- derived fields
+
+    @property
+    def version(self) -> int:
+        """How many events the record has seen: the optimistic-concurrency token."""
+        return len(self.history)
+
+    @property
+    def updated_at(self) -> datetime:
+        """When the last event happened."""
+        return self.history[-1].at
+
+    @property
+    def is_active(self) -> bool:
+        """Whether work is still to be done: the state is tagged ``active`` in its workflow."""
+        return self.state in self.workflow.tagged(ACTIVE)
+
+    # ----------------------------------------------------------------------- workflows
+
+    @classmethod
+    def register_workflow(cls, workflow: Workflow, *, replace: bool = False) -> Workflow:
+        """Make ``workflow`` resolvable by name when records of this kind are replayed.
+
+        Records name their workflow in their opening event; a store rebuilding one looks the
+        name up here. The default workflow is registered already. Registering another
+        workflow under a registered name is a ``DefinitionError`` unless ``replace=True``.
+        """
+        if not isinstance(workflow, Workflow):
+            raise DefinitionError(f"register a Workflow, not {type(workflow).__name__}")
+        known = _WORKFLOWS.setdefault(cls.kind, {})
+        current = known.get(workflow.name)
+        if current is not None and current != workflow and not replace:
+            raise DefinitionError(
+                f"a different {cls.kind} workflow named {workflow.name!r} is registered "
+                "already; give yours its own name, or pass replace=True"
+            )
+        known[workflow.name] = workflow
+        return workflow
+
+    @classmethod
+    def workflows(cls) -> dict[str, Workflow]:
+        """The workflows registered for this kind, by name."""
+        return dict(_WORKFLOWS.get(cls.kind, {}))
+
+    @classmethod
+    def _workflow_for(cls, name: str, given: Workflow | None) -> Workflow:
+        if given is not None:
+            if given.name != name:
+                raise ValidationError(
+                    f"this {cls.kind} was opened on workflow {name!r}, not {given.name!r}; "
+                    "replay it on the workflow it was opened with"
+                )
+            return given
+        found = _WORKFLOWS.get(cls.kind, {}).get(name)
+        if found is None:
+            known = ", ".join(sorted(_WORKFLOWS.get(cls.kind, {}))) or "none"
+            raise ValidationError(
+                f"this {cls.kind} runs on workflow {name!r}, which is not registered "
+                f"(registered: {known}); call {cls.__name__}.register_workflow(...) with it "
+                "when the application starts"
+            )
+        return found
+
+    # ----------------------------------------------------------------------- opening, replay
+
+    @classmethod
+    def _opened(cls, event: Opened, workflow: Workflow) -> Self:
+        """The record an opening event starts, on ``workflow``.
+
+        Filled in directly, like _apply: every value comes from a validated event, and
+        replaying many histories spends much of its time building these records.
+        """
+        record = object.__new__(cls)
+        fields = record.__dict__
+        fields.update(cls._defaults)
+        fields.update(zip(cls._opening_fields, cls._opening_values(event), strict=True))
+        fields["id"] = event.id
+        fields["opened_at"] = event.at
+        fields["opened_by"] = event.by
+        fields["state"] = cls._state_of.get(event.state, event.state)
+        fields["history"] = (event,)
+        fields["workflow"] = workflow
+        if cls._opening_applier is not None:
+            fields.update(cls._opening_applier(record, event))
+        return record
+
+    @staticmethod
+    def _workflow(workflow: object) -> Workflow:
+        """``workflow`` if it is a ``Workflow`` (``ValidationError`` otherwise), for ``open``.
+
+        A practice's ``open`` builds its opening event with ``state=workflow.initial`` and
+        ``workflow=workflow.name``, then returns ``cls._opened(event, workflow)``. (Passing
+        the event's fields through a ``**kwargs`` helper here cost a microsecond per open.)
+        """
+        if not isinstance(workflow, Workflow):
+            raise ValidationError(f"workflow must be a Workflow, got {type(workflow).__name__}")
+        return workflow
+
+    @classmethod
+    def replay(cls, events: Iterable[Event], *, workflow: Workflow | None = None) -> Self:
+        """Rebuild a record from its history alone; the result equals the original record.
+
+        The record runs on the workflow its opening event names, looked up among the
+        registered ones (:meth:`register_workflow`), or on ``workflow`` if given (it must
+        carry that name).
+
+        Raises:
+            ValidationError: the history is empty, does not start with this kind's opening,
+                names an unregistered workflow, goes back in time, or holds an event that
+                is not this kind's.
+        """
+        events = tuple(events)
+        first = events[0] if events else None
+        if not isinstance(first, cls._opening):
+            raise ValidationError(
+                f"a {cls.kind} history starts with an opening ({cls._opening.type}), not {first!r}"
+            )
+        record = cls._opened(first, cls._workflow_for(first.workflow, workflow))
+        record._fold(events, None)  # noqa: SLF001 - the record is still private to replay
+        record.__dict__["history"] = events
+        return record
+
+    def timeline(self) -> list[tuple[Event, Self]]:
+        """The record as it was after each event of its history, oldest first."""
+        steps: list[tuple[Event, Self]] = []
+        self._walk(lambda event, record: steps.append((event, copy.copy(record))))
+        return steps
+
+    def _walk(self, on_step: Callable[[Event, Self], object], *, history: bool = True) -> None:
+        """Call ``on_step(event, record)`` with the record as it was after each event.
+
+        The record passed is one scratch object updated in place between calls: read it
+        during the call, copy it to keep it. This is how SLA clocks are evaluated without
+        building a record per event. ``history=False`` skips keeping the scratch record's
+        ``history`` (and so ``version``) current, for callers that never read them.
+        """
+        first = self.history[0]
+        record = self._opened(first, self.workflow)  # type: ignore[arg-type]
+        on_step(first, record)
+        record._fold(self.history, on_step, history=history)  # noqa: SLF001 - a scratch copy
+
+    def _fold(
+        self,
+        events: Iterable[Event],
+        on_step: Callable[[Event, Self], object] | None,
+        *,
+        history: bool = True,
+    ) -> None:
+        """Apply every event after the opening to this (not yet shared) record, in place.
+
+        Building one record per event would cost a copy each time. With ``on_step`` the
+        history is kept current and ``on_step`` called after every event; without it the
+        caller sets ``history`` once at the end.
+        """
+        fields = self.__dict__
+        stream = iter(events)
+        last = next(stream).at
+        appliers = self._appliers
+        known_state = self._state_of.get
+        for event in stream:
+            apply = appliers.get(type(event))
+            if apply is None:
+                apply = self._applier(event)
+            if event.at < last:
+                raise ValidationError(
+                    f"{self.id}: the history goes back in time at {event.type} "
+                    f"({event.at.isoformat()} after {last.isoformat()})"
+                )
+            last = event.at
+            fields.update(apply(self, event))
+            fields["state"] = known_state(event.state, event.state)
+            if on_step is not None:
+                if history:
+                    fields["history"] = (*fields["history"], event)
+                on_step(event, self)
+
+    @classmethod
+    def _applier(cls, event: Event) -> Applier:
+        """The applier of an event type first seen here (e.g. a vendor's), or a clear error."""
+        kind = type(event)
+        found = _inherited(cls._appliers, kind)
+        # Another practice's subclass of a shared event must not pass for one of ours.
+        if found is None or not (kind.type.startswith(f"{cls.kind}.") or kind is StateChanged):
+            raise ValidationError(f"{type(event).__name__} is not a {cls.kind} event")
+        cls._appliers[type(event)] = found
+        return found
+
+    # ----------------------------------------------------------------------- changing
+
+    def _do(
+        self, trigger: str, event_class: type[Event], at: datetime, by: str, /, **data: Any
+    ) -> Self:
+        """Check time and lifecycle, then apply one event; nothing changes on error.
+
+        Positional-only, so event fields named ``kind`` or ``trigger`` pass through ``data``.
+        """
+        # The checks of _check, inline: this is every verb's path (a call is ~5% of a verb).
+        at = utc(at)
+        last = self.history[-1].at
+        if at < last:
+            raise ValidationError(
+                f"{self.id}: {trigger} at {at.isoformat()} is before the last event "
+                f"({last.isoformat()}); a record's time never goes backwards"
+            )
+        state = self.workflow.target(self, trigger, **data)
+        return self._apply(event_class(at=at, by=by, state=state, **data))
+
+    def _check(self, trigger: str, at: datetime, /, **data: Any) -> tuple[datetime, str]:
+        """``at`` in UTC and the state ``trigger`` leads to, if it may fire at ``at``."""
+        at = utc(at)
+        last = self.history[-1].at
+        if at < last:
+            raise ValidationError(
+                f"{self.id}: {trigger} at {at.isoformat()} is before the last event "
+                f"({last.isoformat()}); a record's time never goes backwards"
+            )
+        return at, self.workflow.target(self, trigger, **data)
+
+    def _apply(self, event: Event) -> Self:
+        apply = self._appliers.get(type(event))
+        if apply is None:
+            apply = self._applier(event)
+        new = object.__new__(type(self))
+        fields = new.__dict__
+        fields.update(self.__dict__)
+        fields.update(apply(self, event))  # values already checked by the verb or the event
+        fields["history"] = (*self.history, event)
+        fields["state"] = self._state_of.get(event.state, event.state)
+        return new
+
+    def _event(self, shared: type[Event]) -> type[Event]:
+        """This practice's subclass of a shared event (``IncidentAssigned`` of ``Assigned``)."""
+        return self._events[shared]
+
+    def fire(self, trigger: str, *, at: datetime, by: str, **data: Any) -> Self:
+        """Fire any trigger of this record's workflow, e.g. one a customised lifecycle adds.
+
+        A trigger with a typed verb (``hold``, ``resolve``, ``close`` …) runs that verb with
+        ``data`` as its arguments, so its checks and fields always apply; arguments the verb
+        does not take are a ``ValidationError``. Any other trigger moves the record to the
+        trigger's target and records a ``StateChanged`` event with ``data`` as text.
+        """
+        method = self._verbs.get(trigger)
+        if method is not None:
+            signature = inspect.signature(method)
+            try:
+                signature.bind(self, at=at, by=by, **data)
+            except TypeError as exc:
+                params = [
+                    f"{p.name}="
+                    for p in signature.parameters.values()
+                    if p.kind is p.KEYWORD_ONLY and p.name not in ("at", "by")
+                ]
+                raise ValidationError(
+                    f"fire({trigger!r}) runs the {trigger} verb, which takes "
+                    f"{', '.join(params) or 'no arguments'} besides at= and by= ({exc})"
+                ) from None
+            return method(self, at=at, by=by, **data)  # type: ignore[no-any-return]
+        return self._do(
+            trigger,
+            StateChanged,
+            at,
+            by,
+            trigger=trigger,
+            source=str(self.state),
+            data=tuple(sorted((str(k), str(v)) for k, v in data.items())),
+        )
+
+    @classmethod
+    def _declare(cls) -> None:
+        """Check a practice's own declarations when its class is created (extend with super)."""
+
+    @applies(StateChanged)
+    def _on_state_changed(self, _event: StateChanged) -> Mapping[str, Any]:
+        return _NOTHING
+
+
+_NOTHING: Final[Mapping[str, Any]] = {}
+
+
+# --------------------------------------------------------------------------- class checks
+
+
+def _build(cls: type[Record]) -> None:
+    """Collect a practice's appliers, verbs and events, and check they fit together."""
+    kind = cls.kind
+    if not isinstance(kind, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", kind):
+        raise DefinitionError(f"{cls.__name__}.kind must be a lower-case identifier: {kind!r}")
+    workflow = getattr(cls, "default_workflow", None)
+    if not isinstance(workflow, Workflow):
+        raise DefinitionError(f"{cls.__name__} declares no default_workflow")
+    appliers, verbs = _marked(cls)
+    own = [e for t, e in event_types().items() if t.startswith(f"{kind}.")]
+    opening = _opening_of(cls, own)
+    opening_applier = appliers.pop(opening, None)
+    cls._appliers = _own_appliers(cls, appliers, own, opening)
+    cls._verbs = verbs
+    cls._events = _concrete_events(cls, appliers, own)
+    cls._opening = opening
+    cls._opening_applier = opening_applier
+    cls._defaults, cls._opening_fields = _field_plan(cls, opening, opening_applier)
+    cls._opening_values = _getter(cls._opening_fields)
+    cls._state_of = {} if cls.state_enum is None else {m.value: m for m in cls.state_enum}
+    _check_verbs(cls, workflow)
+    cls._declare()
+    _WORKFLOWS.setdefault(kind, {})[workflow.name] = workflow
+
+
+def _marked(cls: type[Record]) -> tuple[dict[type[Event], Applier], dict[str, Callable[..., Any]]]:
+    """The ``@applies`` and ``@verb`` methods along the class's MRO, the most derived winning."""
+    appliers: dict[type[Event], Applier] = {}
+    verbs: dict[str, Callable[..., Any]] = {}
+    for klass in reversed(cls.__mro__):
+        for attr in vars(klass).values():
+            fn = getattr(attr, "__func__", attr)
+            appliers.update(dict.fromkeys(getattr(fn, "__itsm_applies__", ()), fn))
+            trigger = getattr(fn, "__itsm_verb__", None)
+            if trigger is not None:
+                verbs[trigger] = fn
+    return appliers, verbs
+
+
+def _opening_of(cls: type[Record], own: list[type[Event]]) -> type[Opened]:
+    openings = [e for e in own if issubclass(e, Opened)]
+    if len(openings) != 1:
+        found = ", ".join(e.__name__ for e in openings) or "none"
+        raise DefinitionError(
+            f"{cls.__name__}: a practice has exactly one opening event (a subclass of Opened "
+            f"with a '{cls.kind}.' type); found {found}"
+        )
+    return openings[0]
+
+
+def _own_appliers(
+    cls: type[Record],
+    appliers: dict[type[Event], Applier],
+    own: list[type[Event]],
+    opening: type[Opened],
+) -> dict[type[Event], Applier]:
+    """Every event of the practice has an applier, resolved once here, not per event."""
+    out = dict(appliers)
+    for event in own:
+        if event is opening:
+            continue
+        found = _inherited(appliers, event)
+        if found is None:
+            raise DefinitionError(
+                f"{cls.__name__}: no applier for {event.__name__} ({event.type!r}); mark a "
+                f"method @applies({event.__name__})"
+            )
+        out[event] = found
+    return out
+
+
+def _concrete_events(
+    cls: type[Record], appliers: Mapping[type[Event], Applier], own: list[type[Event]]
+) -> dict[type[Event], type[Event]]:
+    """The practice's one subclass of each shared event its capabilities record."""
+    events: dict[type[Event], type[Event]] = {event: event for event in own}
+    for shared in appliers:
+        if shared is StateChanged or shared in events:
+            continue
+        concrete = [e for e in own if issubclass(e, shared)]
+        if len(concrete) > 1:
+            found = ", ".join(e.__name__ for e in concrete)
+            raise DefinitionError(f"{cls.__name__}: {found} all subclass {shared.__name__}")
+        if concrete:
+            events[shared] = concrete[0]
+    return events
+
+
+def _field_plan(
+    cls: type[Record], opening: type[Opened], opening_applier: Applier | None
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The record's defaults, and the fields its opening event fills by name."""
+    fields = [f for f in attrs.fields(cls) if f.name not in _ENGINE_FIELDS]
+    if any(isinstance(f.default, attrs.Factory) for f in fields):  # type: ignore[arg-type]
+        raise DefinitionError(f"{cls.__name__}: record fields take immutable defaults")
+    defaults = {f.name: f.default for f in fields if f.default is not attrs.NOTHING}
+    names = {f.name for f in fields}
+    opening_fields = tuple(
+        f.name for f in attrs.fields(opening) if f.name not in _OPENED_FIELDS and f.name in names
+    )
+    missing = [f.name for f in fields if f.name not in defaults and f.name not in opening_fields]
+    if missing and opening_applier is None:
+        raise DefinitionError(
+            f"{cls.__name__}: {', '.join(missing)} have no default and {opening.__name__} has "
+            "no field of that name; add one, or an @applies for the opening"
+        )
+    return defaults, opening_fields
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[Event], tuple[Any, ...]]:
+    """One C call reading ``names`` off an event, as a tuple (even of one or none)."""
+    if not names:
+        return lambda _event: ()
+    if len(names) == 1:
+        get = attrgetter(names[0])
+        return lambda event: (get(event),)
+    return attrgetter(*names)
+
+
+def _inherited(appliers: Mapping[type[Event], Applier], event: type[Event]) -> Applier | None:
+    """The applier for ``event``: its own, or the nearest base class's."""
+    for base in event.__mro__:
+        found = appliers.get(base)
+        if found is not None:
+            return found
+    return None
+
+
+def _check_verbs(cls: type[Record], workflow: Workflow) -> None:
+    """Every trigger of a practice's default workflow has a verb or is declared generic."""
+    triggers = {row.trigger for row in workflow.transitions}
+    untyped = sorted(triggers - set(cls._verbs) - cls.generic_triggers)
+    if untyped:
+        raise DefinitionError(
+            f"{cls.__name__}: the triggers {', '.join(untyped)} of its default workflow have no "
+            "verb; write one (marked @verb) or list them in generic_triggers"
+        )
+    stray = sorted(set(cls._verbs) - triggers)
+    if stray:
+        raise DefinitionError(
+            f"{cls.__name__}: the verbs {', '.join(stray)} have no trigger in its default "
+            f"workflow {workflow.name!r}; add rows for them"
+        )
