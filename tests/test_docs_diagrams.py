@@ -1,4 +1,4 @@
-"""Lifecycle diagrams in docs/ are generated from the workflow tables, never drawn by hand.
+"""Diagrams in docs/ come from the workflow tables, and example code from its modules.
 
 A stale diagram fails this test; ``UPDATE_DOCS=1 python -m pytest tests/test_docs_diagrams.py``
 rewrites the blocks between ``<!-- diagram:NAME -->`` and ``<!-- /diagram -->``.
@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+from tasks import TASK_WORKFLOW
 
 from itsmcore.incident import INCIDENT_WORKFLOW
 from itsmcore.workflow import Workflow
@@ -20,7 +21,10 @@ DIAGRAMS: dict[str, tuple[str, Workflow, bool]] = {
     # name: (file, workflow, draw actions too)
     "incident": ("incident.md", INCIDENT_WORKFLOW, False),
     "incident-actions": ("incident.md", INCIDENT_WORKFLOW, True),
+    "task": ("practices.md", TASK_WORKFLOW, False),
 }
+# Example modules the docs show whole: (page, marker name, file under docs/).
+EXAMPLES = [("practices.md", "tasks", "examples/tasks.py")]
 
 
 def block(name: str) -> re.Pattern[str]:
@@ -44,4 +48,15 @@ def test_committed_diagram_matches_the_workflow_table(name: str) -> None:
     assert match[2] == fresh, (
         f"the {name} diagram in docs/{filename} is stale; regenerate it with "
         "UPDATE_DOCS=1 python -m pytest tests/test_docs_diagrams.py"
+    )
+
+
+@pytest.mark.parametrize(("page", "name", "source"), EXAMPLES)
+def test_pages_show_their_example_modules_as_they_are(page: str, name: str, source: str) -> None:
+    text = (DOCS / page).read_text(encoding="utf-8")
+    pattern = rf"<!-- example:{re.escape(name)} -->\n```python\n(.*?)```\n<!-- /example -->"
+    match = re.search(pattern, text, re.DOTALL)
+    assert match is not None, f"{page} has no <!-- example:{name} --> block"
+    assert match[1] == (DOCS / source).read_text(encoding="utf-8"), (
+        f"docs/{page} no longer shows docs/{source} as it is"
     )

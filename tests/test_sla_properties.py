@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
-from itsmcore import BusinessCalendar, Incident, InvalidTransitionError, Priority
+from itsmcore import BusinessCalendar, Incident, Priority, testing
 from itsmcore.sla import Reclassification, Reopen, SLADefinition, SLAStage
 
 CALENDARS = [
@@ -44,46 +45,14 @@ ANCHORS = [
 REASONS = ["awaiting_caller", "awaiting_vendor", "awaiting_change", "awaiting_problem"]
 
 gaps = st.integers(min_value=0, max_value=60 * 30).map(lambda m: timedelta(minutes=m))
-verbs = st.sampled_from(
-    ["assign", "start", "hold", "resume", "reprioritize", "comment", "resolve", "reopen",
-     "cancel", "close"]
-)  # fmt: skip
-
-
-@st.composite
-def histories(draw: st.DrawFn) -> Incident:
-    t = draw(st.sampled_from(ANCHORS)) + draw(gaps)
-    record = Incident.open(
-        id="INC1", title="x", caller="c", impact=draw(st.sampled_from([1, 2, 3])),
-        urgency=draw(st.sampled_from([1, 2, 3])), at=t, by="desk",
-    )  # fmt: skip
-    for _ in range(draw(st.integers(min_value=0, max_value=12))):
-        t += draw(gaps)
-        verb = draw(verbs)
-        try:
-            record = act(record, verb, t, draw)
-        except InvalidTransitionError:
-            continue  # not possible from this state: the workflow is tested elsewhere
-    return record
-
-
-def act(record: Incident, verb: str, t: datetime, draw: st.DrawFn) -> Incident:
-    if verb == "assign":
-        return record.assign(group=draw(st.sampled_from(["l1", "l2"])), at=t, by="d")
-    if verb == "hold":
-        return record.hold(reason=draw(st.sampled_from(REASONS)), at=t, by="s")
-    if verb == "reprioritize":
-        levels = st.sampled_from([1, 2, 3])
-        return record.reprioritize(
-            impact=draw(levels), urgency=draw(levels), reason="r", at=t, by="s"
-        )
-    if verb == "comment":
-        return record.comment(text="x", from_caller=draw(st.booleans()), at=t, by="c")
-    if verb == "resolve":
-        return record.resolve(code="duplicate", notes="n", at=t, by="s")
-    if verb in ("reopen", "cancel"):
-        return getattr(record, verb)(reason="r", at=t, by="s")
-    return getattr(record, verb)(at=t, by="s")
+# Records drawn from the incident workflow itself: every verb, with its own arguments.
+histories = partial(
+    testing.histories,
+    Incident,
+    opened=st.builds(lambda anchor, gap: anchor + gap, st.sampled_from(ANCHORS), gaps),
+    gaps=gaps,
+    max_events=12,
+)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from collections.abc import Container, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from itertools import pairwise, repeat
 from operator import add, attrgetter, floordiv, is_, mul, sub
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, overload
 
 import attrs
 
@@ -806,6 +806,13 @@ class BusinessCalendar:
 
     # ----------------------------------------------------------------------- batches
 
+    @overload
+    def elapsed_many(
+        self, starts: Sequence[datetime], ends: Sequence[datetime]
+    ) -> list[timedelta]: ...
+    @overload
+    def elapsed_many(self, starts: Any, ends: Any) -> Any: ...  # numpy / pandas arrays
+
     def elapsed_many(self, starts: Batch, ends: Batch) -> Any:
         """``elapsed`` for many pairs at once: the notebook path.
 
@@ -839,6 +846,13 @@ class BusinessCalendar:
         a_np, b_np = np.array(a, dtype=np.int64), np.array(b, dtype=np.int64)
         diffs = _positions(np, index, b_np) - _positions(np, index, a_np)
         return diffs.view("timedelta64[us]").tolist()
+
+    @overload
+    def add_many(
+        self, starts: Sequence[datetime], durations: Sequence[timedelta]
+    ) -> list[datetime]: ...
+    @overload
+    def add_many(self, starts: Any, durations: Any) -> Any: ...  # numpy / pandas arrays
 
     def add_many(self, starts: Batch, durations: Batch) -> Any:
         """``add`` for many pairs at once: the notebook path.

@@ -181,8 +181,8 @@ class Prioritized(Record):
     def _priority_fields(
         impact: Impact | str | int,
         urgency: Impact | Urgency | str | int,
-        priority: Priority | str | int | None,
-        matrix: PriorityMatrix,
+        priority: Priority | str | int | None = None,
+        matrix: PriorityMatrix = DEFAULT_MATRIX,
     ) -> dict[str, Any]:
         """Impact, urgency and priority as an opening event's fields, validated."""
         impact_, urgency_ = Impact.parse(impact), Urgency.parse(urgency)

@@ -632,11 +632,13 @@ def _concrete_events(
         if shared is StateChanged or shared in events:
             continue
         concrete = [e for e in own if issubclass(e, shared)]
-        if len(concrete) > 1:
-            found = ", ".join(e.__name__ for e in concrete)
-            raise DefinitionError(f"{cls.__name__}: {found} all subclass {shared.__name__}")
-        if concrete:
-            events[shared] = concrete[0]
+        if len(concrete) != 1:
+            found = ", ".join(e.__name__ for e in concrete) or "none"
+            raise DefinitionError(
+                f"{cls.__name__}: its capabilities record {shared.__name__}, so it declares "
+                f"exactly one subclass of it with a '{cls.kind}.' type; found {found}"
+            )
+        events[shared] = concrete[0]
     return events
 
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from fractions import Fraction
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, Protocol, TypeVar, overload
 
 import attrs
 
@@ -970,6 +970,24 @@ class SLAStatus:
             "percent": self.percent,
             "cycles": len(self.cycles),
         }
+
+
+@overload
+def evaluate_many(
+    records: Iterable[Walkable],
+    definitions: Iterable[SLADefinition],
+    *,
+    at: datetime,
+    frame: Literal[False] = False,
+) -> list[dict[str, Any]]: ...
+@overload
+def evaluate_many(
+    records: Iterable[Walkable],
+    definitions: Iterable[SLADefinition],
+    *,
+    at: datetime,
+    frame: Literal[True],
+) -> Any: ...  # a pandas DataFrame (pandas ships no types here)
 
 
 def evaluate_many(

@@ -81,6 +81,7 @@ def ticking(start: datetime = T0, step: timedelta = timedelta(minutes=1)) -> Man
 
 _WORDS: Final = ("network", "service-desk", "database")
 _ACTORS: Final = ("desk", "sam", "kim", "mia")
+_FINISH: Final = "(finish)"
 _Pick = Callable[[Sequence[Any]], Any]
 """``pick(options) -> one of them``: hypothesis's ``draw(sampled_from(...))`` or ``rnd.choice``."""
 
@@ -168,12 +169,21 @@ def _walk_history(
     record: R = record_type.open(id=record_id, at=at, by=pick(_ACTORS), **kwargs)  # type: ignore[attr-defined]
     for _ in range(steps):
         at += gap()
-        options = [
-            t for t in record.workflow.triggers(record.state) if triggers is None or t in triggers
-        ]
+        workflow = record.workflow
+        options = [t for t in workflow.triggers(record.state) if triggers is None or t in triggers]
         if not options:
             break
-        trigger = pick(options)
+        # Ending the record (any move to a terminal state) counts as one choice among the
+        # others, so histories get long enough to reach holds, reopens and reassignments.
+        # It sits mid-list: hypothesis draws the ends of a list more often.
+        final = [t for t in options if workflow.destination(record.state, t) in workflow.terminal]
+        onward = [t for t in options if t not in final]
+        if final and onward:
+            middle = len(onward) // 2
+            choice = pick([*onward[:middle], _FINISH, *onward[middle:]])
+            trigger = pick(final) if choice is _FINISH else choice
+        else:
+            trigger = pick(options)
         given_ = arguments.get(trigger)
         data = given_(pick) if given_ is not None else _arguments(record_type, trigger, pick)
         if data is None:

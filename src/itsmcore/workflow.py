@@ -245,6 +245,16 @@ class Workflow:
         """Every trigger defined from ``state``, guards not applied, sorted."""
         return tuple(row.trigger for row in self._rows(state))
 
+    def destination(self, state: str, trigger: str) -> str | None:
+        """Where ``trigger`` leads from ``state``, guards not applied (``None``: no such row).
+
+        An action leads back to ``state``.
+        """
+        row = self._table.get((trigger, state))
+        if row is None:
+            return None
+        return state if row.target is None else row.target
+
     def allowed(self, record: _HasState, /, **context: Any) -> tuple[str, ...]:
         """The triggers ``record`` can fire now: defined from its state and no guard refuses."""
         return tuple(

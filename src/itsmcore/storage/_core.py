@@ -254,6 +254,7 @@ class Pool(Generic[C]):
         self._size = size
         self._idle: list[C] = []
         self._lock = threading.Lock()
+        self._closed = False
 
     def take(self) -> C:
         with self._lock:
@@ -264,13 +265,15 @@ class Pool(Generic[C]):
     def give(self, conn: C) -> None:
         if self._clean(conn):
             with self._lock:
-                if len(self._idle) < self._size:
+                # A store closed (or collected) while a unit of work was open: no reuse.
+                if not self._closed and len(self._idle) < self._size:
                     self._idle.append(conn)
                     return
         conn.close()
 
     def close_all(self) -> None:
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
