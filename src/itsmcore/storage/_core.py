@@ -11,6 +11,7 @@ import json
 import re
 import threading
 import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, Protocol, Self, TypeVar
 
@@ -23,8 +24,6 @@ from itsmcore.events import Event, event_type
 from itsmcore.repository import Query, RecordKind, kind_map
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
-
     from itsmcore.record import Column
     from itsmcore.repository import Repository
 
@@ -187,41 +186,64 @@ def select_ids(
 # --------------------------------------------------------------------------- schema
 
 
-def columns_to_add(
-    existing: Mapping[str, str],
-    record_kinds: Iterable[RecordKind[Any]],
-    sql_type: Callable[[Column], str],
-) -> tuple[dict[str, Column], list[RecordKind[Any]]]:
-    """The indexed columns the records table lacks, and the kinds whose rows must be refilled.
+Execute = Callable[[str, Sequence[object]], Iterable[Sequence[Any]]]
+"""A database's ``execute(sql, params)`` returning its rows: sqlite3's and psycopg's alike."""
 
-    ``existing`` maps the table's column names to their SQL types as the database reports
-    them; ``sql_type`` says which reported type a declared column has there. A column that
-    exists with another type is a ``DefinitionError``: the stores never drop or retype data.
+
+def fit_columns(
+    execute: Execute,
+    existing: Mapping[str, str],
+    served: Iterable[RecordKind[Any]],
+    *,
+    mark: str,
+    events_sql: str,
+    ddl_type: Callable[[Column], str],
+) -> None:
+    """Add the indexed columns the records table lacks, index them, fill them for old rows.
+
+    ``existing`` maps the table's columns to their reported types (``"TEXT"``/``"INTEGER"``);
+    ``ddl_type`` is the type a new column is created with; ``events_sql`` loads one record's
+    event rows. A column that exists with another type is a ``DefinitionError``: stores never
+    drop or retype data. Run inside the schema transaction.
     """
+    served = list(served)
     added: dict[str, Column] = {}
     refill: list[RecordKind[Any]] = []
-    for kind in record_kinds:
+    for kind in served:
         for column in kind.columns:
-            identifier(column.name)
-            have = existing.get(column.name)
+            have = existing.get(identifier(column.name))
             if have is None:
                 added.setdefault(column.name, column)
-            elif have != sql_type(column):
+            elif have != column.sql_type:
                 raise DefinitionError(
-                    f"{kind.name}.{column.name} is declared {sql_type(column)} but the store "
+                    f"{kind.name}.{column.name} is declared {column.sql_type} but the store "
                     f"holds it as {have}; give the column another name"
                 )
         if any(c.name in added for c in kind.columns):
             refill.append(kind)
-    return added, refill
+    for column in added.values():
+        execute(f"ALTER TABLE itsm_records ADD COLUMN {column.name} {ddl_type(column)}", ())
+    for kind in served:
+        for column in kind.columns:
+            name = column.name
+            execute(
+                f"CREATE INDEX IF NOT EXISTS itsm_records_{name} ON itsm_records (kind, {name})", ()
+            )
+    for kind in refill:  # rows stored before the column existed get their values now
+        _refill(execute, kind, mark, events_sql)
 
 
-def rebuilt_columns(
-    kind: RecordKind[Any], record_id: str, rows: list[EventRow]
-) -> dict[str, object]:
-    """A stored record's indexed columns, from its events (to fill a newly added column)."""
-    record = kind.replay([decode(kind.name, record_id, row) for row in rows])
-    return kind.values(record)
+def _refill(execute: Execute, kind: RecordKind[Any], mark: str, events_sql: str) -> None:
+    """Write every stored record's indexed columns again, from its events."""
+    sql = f"SELECT id FROM itsm_records WHERE kind = {mark}"  # noqa: S608 - a placeholder
+    for (record_id,) in list(execute(sql, (kind.name,))):
+        rows = [EventRow(*r) for r in execute(events_sql, (kind.name, record_id))]
+        values = kind.values(kind.replay([decode(kind.name, record_id, row) for row in rows]))
+        sets = ", ".join(f"{identifier(n)} = {mark}" for n in values)
+        execute(
+            f"UPDATE itsm_records SET {sets} WHERE kind = {mark} AND id = {mark}",  # noqa: S608 - checked names
+            (*values.values(), kind.name, record_id),
+        )
 
 
 def schema_key(

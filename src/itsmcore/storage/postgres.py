@@ -21,9 +21,7 @@ from itsmcore.storage._core import (
     PooledStore,
     RecordWrite,
     UnitOfWorkBase,
-    columns_to_add,
-    identifier,
-    rebuilt_columns,
+    fit_columns,
     schema_key,
     select_ids,
     update_record,
@@ -118,50 +116,22 @@ class PostgresStore(PooledStore):
         return UnitOfWorkBase(_PostgresSession(self._pool), served)
 
 
+# What information_schema reports, as the declared column types.
 _PG_TYPES: Final = {"text": "TEXT", "character varying": "TEXT", "integer": "INTEGER",
                     "bigint": "INTEGER", "smallint": "INTEGER"}  # fmt: skip
 
 
-def _sql_type(column: Column) -> str:
-    return column.sql_type
-
-
 def _add_columns(conn: psycopg.Connection[Any], served: Sequence[RecordKind[Any]]) -> None:
-    existing = {
-        name: _PG_TYPES.get(kind, kind)
-        for name, kind in conn.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = current_schema() AND table_name = 'itsm_records'"
-        )
-    }
-    added, refill = columns_to_add(existing, served, _sql_type)
-    for column in added.values():
-        kind = "TEXT" if column.sql_type == "TEXT" else "BIGINT"  # microseconds overflow INTEGER
-        conn.execute(
-            f"ALTER TABLE itsm_records ADD COLUMN IF NOT EXISTS {identifier(column.name)} {kind}"
-        )
-    for record_kind in served:
-        for column in record_kind.columns:
-            name = identifier(column.name)
-            conn.execute(
-                f"CREATE INDEX IF NOT EXISTS itsm_records_{name} ON itsm_records (kind, {name})"
-            )
-    for record_kind in refill:  # rows stored before the column existed get their values now
-        ids = [
-            r[0]
-            for r in conn.execute(
-                "SELECT id FROM itsm_records WHERE kind = %s", (record_kind.name,)
-            )
-        ]
-        for record_id in ids:
-            rows = [EventRow(*r) for r in conn.execute(_EVENTS, (record_kind.name, record_id))]
-            values = rebuilt_columns(record_kind, record_id, rows)
-            names = [identifier(n) for n in values]
-            sets = ", ".join(f"{n} = %s" for n in names)
-            conn.execute(
-                f"UPDATE itsm_records SET {sets} WHERE kind = %s AND id = %s",  # noqa: S608 - checked names
-                (*values.values(), record_kind.name, record_id),
-            )
+    info = conn.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = 'itsm_records'"
+    )
+    existing = {name: _PG_TYPES.get(kind, kind) for name, kind in info}
+    fit_columns(conn.execute, existing, served, mark="%s", events_sql=_EVENTS, ddl_type=_ddl)
+
+
+def _ddl(column: Column) -> str:
+    return "TEXT" if column.sql_type == "TEXT" else "BIGINT"  # microseconds overflow INTEGER
 
 
 _EVENTS: Final = (

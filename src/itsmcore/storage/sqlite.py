@@ -21,10 +21,8 @@ from itsmcore.storage._core import (
     PooledStore,
     RecordWrite,
     UnitOfWorkBase,
-    columns_to_add,
-    identifier,
+    fit_columns,
     insert_record,
-    rebuilt_columns,
     schema_key,
     select_ids,
     update_record,
@@ -127,38 +125,14 @@ class SQLiteStore(PooledStore):
         return UnitOfWorkBase(_SQLiteSession(self._pool), served)
 
 
-def _sql_type(column: Column) -> str:
-    return column.sql_type
-
-
 def _add_columns(conn: sqlite3.Connection, served: Sequence[RecordKind[Any]]) -> None:
-    existing = {
-        row[1]: str(row[2]).upper() for row in conn.execute("PRAGMA table_info(itsm_records)")
-    }
-    added, refill = columns_to_add(existing, served, _sql_type)
-    for column in added.values():
-        conn.execute(
-            f"ALTER TABLE itsm_records ADD COLUMN {identifier(column.name)} {column.sql_type}"
-        )
-    for kind in served:
-        for column in kind.columns:
-            name = identifier(column.name)
-            conn.execute(
-                f"CREATE INDEX IF NOT EXISTS itsm_records_{name} ON itsm_records (kind, {name})"
-            )
-    for kind in refill:  # rows stored before the column existed get their values now
-        ids = [
-            r[0] for r in conn.execute("SELECT id FROM itsm_records WHERE kind = ?", (kind.name,))
-        ]
-        for record_id in ids:
-            rows = [EventRow(*r) for r in conn.execute(_EVENTS, (kind.name, record_id))]
-            values = rebuilt_columns(kind, record_id, rows)
-            names = [identifier(n) for n in values]
-            sets = ", ".join(f"{n} = ?" for n in names)
-            conn.execute(
-                f"UPDATE itsm_records SET {sets} WHERE kind = ? AND id = ?",  # noqa: S608 - checked names
-                (*values.values(), kind.name, record_id),
-            )
+    info = conn.execute("PRAGMA table_info(itsm_records)")
+    existing = {row[1]: str(row[2]).upper() for row in info}
+    fit_columns(conn.execute, existing, served, mark="?", events_sql=_EVENTS, ddl_type=_ddl)
+
+
+def _ddl(column: Column) -> str:
+    return column.sql_type
 
 
 def _connect(path: str) -> sqlite3.Connection:
