@@ -205,13 +205,16 @@ class SLADefinition:
     """The record fields the conditions and ``classify`` read, if they read nothing else.
 
     Declaring them lets evaluation skip events that change none of them and remember the
-    conditions' answers per combination of values; the presets declare theirs. Leave it
-    ``None`` for conditions that read anything else (history, time, other records).
+    conditions' answers per combination of values; the presets declare theirs. The record's
+    ``workflow`` may be read without being declared (it never changes during a history, and
+    answers are remembered per workflow). Leave it ``None`` for conditions that read
+    anything else (history, time, other records).
     """
-    _memo: dict[type, dict[Any, _Flags]] = attrs.field(
+    _memo: dict[tuple[type, int], tuple[Any, dict[Any, _Flags]]] = attrs.field(
         factory=dict, init=False, eq=False, repr=False, hash=False
     )
-    """Condition answers per record type, per combination of the values ``reads`` names."""
+    """Per record type and workflow (by id, kept alive here): condition answers per
+    combination of the values ``reads`` names."""
     _getters: dict[type, Callable[[Any], Any] | None] = attrs.field(
         factory=dict, init=False, eq=False, repr=False, hash=False
     )
@@ -307,7 +310,7 @@ class SLADefinition:
             classes=classes,
             reclassification=reclassification,
             warnings=warnings,
-            reads=("state", "workflow", "assignment_group"),
+            reads=("state", "assignment_group"),
         )
 
     @classmethod
@@ -341,7 +344,7 @@ class SLADefinition:
             classes=classes,
             reclassification=reclassification,
             warnings=warnings,
-            reads=("state", "workflow"),
+            reads=("state",),
         )
 
     @classmethod
@@ -452,7 +455,7 @@ class SLADefinition:
             reclassification=reclassification,
             reopen=Reopen.RESUME,
             warnings=warnings,
-            reads=("state", "workflow", "assignment_group", "priority"),
+            reads=("state", "assignment_group", "priority"),
         )
 
     # ----------------------------------------------------------------------- evaluation
@@ -655,7 +658,7 @@ def _run(record: Walkable, definitions: Sequence[SLADefinition], now: int) -> li
     """Replay ``record``'s history up to ``now`` once, driving one machine per definition."""
     if not record.history:
         raise ValidationError("the record has no history to evaluate")
-    machines = [_Machine(d, type(record)) for d in definitions]
+    machines = [_Machine(d, record) for d in definitions]
     until = from_us(now)
     history = any(d._reads_history for d in definitions)  # noqa: SLF001 - same module
 
@@ -721,17 +724,27 @@ class _Machine:
 
     __slots__ = ("cycles", "d", "getter", "last", "memo", "prev")
 
-    def __init__(self, definition: SLADefinition, record_type: type) -> None:
+    def __init__(self, definition: SLADefinition, record: Any) -> None:
         self.d = definition
         self.cycles: list[_Cycle] = []
         self.prev: _Flags | None = None
-        # The definition's own caches, shared by every evaluation of one record type.
+        # The definition's own caches. A record runs on one workflow for its whole history,
+        # so the answers are remembered per record type and workflow: conditions may read
+        # the workflow (the presets read its tags) without it being part of each snapshot's
+        # signature, whose hashing would then call Workflow's Python-level __hash__.
+        record_type = type(record)
         getters = definition._getters  # noqa: SLF001
         try:
             self.getter = getters[record_type]
         except KeyError:
             self.getter = getters[record_type] = _getter(definition.reads, record_type)
-        self.memo = definition._memo.setdefault(record_type, {})  # noqa: SLF001
+        workflow = getattr(record, "workflow", None)
+        key = (record_type, id(workflow))
+        memos = definition._memo  # noqa: SLF001
+        held = memos.get(key)
+        if held is None or held[0] is not workflow:  # the id of a workflow since collected
+            held = memos[key] = (workflow, {})
+        self.memo = held[1]
         self.last: Any = _UNSET
 
     def step(self, event: Event, record: Any) -> None:
@@ -898,7 +911,9 @@ _NOT_STARTED: Final = CycleStatus(
 )
 
 
-@attrs.frozen
+# Not slotted: `of` fills the instance dict in one update, where the generated __init__
+# setting eighteen frozen slots cost 1.1 µs on every evaluation (0.7 µs this way).
+@attrs.frozen(slots=False)
 class SLAStatus:
     """An SLA clock at one instant: its cycles, the current (last) one's figures up front.
 
@@ -945,7 +960,28 @@ class SLAStatus:
     def of(cls, name: str, evaluated_at: datetime, cycles: tuple[CycleStatus, ...]) -> SLAStatus:
         """The status whose current figures are those of the last of ``cycles``."""
         c = cycles[-1] if cycles else _NOT_STARTED
-        return cls(name, evaluated_at, cycles, *c)
+        status = object.__new__(cls)
+        status.__dict__.update(
+            name=name,
+            evaluated_at=evaluated_at,
+            cycles=cycles,
+            stage=c.stage,
+            key=c.key,
+            target=c.target,
+            started_at=c.started_at,
+            ended_at=c.ended_at,
+            elapsed=c.elapsed,
+            business_elapsed=c.business_elapsed,
+            paused=c.paused,
+            business_paused=c.business_paused,
+            remaining=c.remaining,
+            due_at=c.due_at,
+            breached=c.breached,
+            breached_at=c.breached_at,
+            percent=c.percent,
+            warnings=c.warnings,
+        )
+        return status
 
     @property
     def current(self) -> CycleStatus:
