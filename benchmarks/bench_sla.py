@@ -2,13 +2,16 @@
 
 Each incident has about ten events (open, assign, start, hold, resume, comment,
 reprioritise, hold, resume, resolve, at random gaps) and is evaluated on a Mon-Fri
-09:00-17:00 Europe/Berlin calendar with German holidays. Reported per evaluation, one core:
+09:00-17:00 Europe/Berlin calendar with German holidays. ``--workload walks`` draws the
+histories instead as random walks through the incident workflow, with the generator the
+tests' hypothesis strategy uses (``itsmcore.testing.random_history``). Reported per evaluation, one core:
 ``evaluate`` and ``next_event_at`` for each preset, and ``evaluate_many`` with both presets
 sharing one replay of each history. Before timing, every figure of a sample is checked
 against a direct interval-by-interval computation.
 
     python benchmarks/bench_sla.py             # 100k incidents
     python benchmarks/bench_sla.py --n 10000
+    python benchmarks/bench_sla.py --n 10000 --workload walks --steps 30
 """
 
 from __future__ import annotations
@@ -65,6 +68,24 @@ def histories(n: int, seed: int) -> list[Incident]:
     return out
 
 
+def walks(n: int, seed: int, steps: int) -> list[Incident]:
+    """Random walks through the incident workflow, ``steps`` attempts each (seeded)."""
+    from itsmcore.testing import random_history  # noqa: PLC0415 - needs hypothesis and pytest
+
+    rnd = random.Random(seed)
+    start = datetime(2025, 1, 6, 8, tzinfo=UTC)
+    return [
+        random_history(
+            Incident,
+            rnd,
+            record_id=f"INC{k:06d}",
+            at=start + timedelta(minutes=rnd.randrange(300 * 1440)),
+            steps=steps,
+        )
+        for k in range(n)
+    ]
+
+
 def check(definition: SLADefinition, records: list[Incident], at: datetime) -> int:
     """Business elapsed of a sample, against summing the calendar over running stretches."""
     calendar = definition.calendar
@@ -85,6 +106,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--workload", choices=["scripted", "walks"], default="scripted")
+    parser.add_argument("--steps", type=int, default=12, help="attempts per walk")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
 
@@ -96,7 +119,10 @@ def main() -> None:
     response = SLADefinition.incident_response(
         {p: 30 * timedelta(minutes=1) for p in Priority}, calendar
     )
-    records = histories(args.n, args.seed)
+    if args.workload == "walks":
+        records = walks(args.n, args.seed, args.steps)
+    else:
+        records = histories(args.n, args.seed)
     at = datetime(2026, 1, 1, tzinfo=UTC)
     events = sum(len(r.history) for r in records) / len(records)
     checked = check(resolution, records[:2000], at)
