@@ -4,9 +4,9 @@ Each incident has about ten events (open, assign, start, hold, resume, comment,
 reprioritise, hold, resume, resolve, at random gaps) and is evaluated on a Mon-Fri
 09:00-17:00 Europe/Berlin calendar with German holidays. ``--workload walks`` draws the
 histories instead as random walks through the incident workflow, with the generator the
-tests' hypothesis strategy uses (``itsmcore.testing.random_history``). Reported per evaluation, one core:
-``evaluate`` and ``next_event_at`` for each preset, and ``evaluate_many`` with both presets
-sharing one replay of each history. Before timing, every figure of a sample is checked
+tests' hypothesis strategy uses (``itsmcore.testing.random_history``). Reported per
+evaluation, one core: ``evaluate`` and ``next_event_at`` for each preset, and
+``evaluate_many`` with both presets sharing one replay of each history. Before timing, every figure of a sample is checked
 against a direct interval-by-interval computation.
 
     python benchmarks/bench_sla.py             # 100k incidents
