@@ -6,8 +6,8 @@ reprioritise, hold, resume, resolve, at random gaps) and is evaluated on a Mon-F
 histories instead as random walks through the incident workflow, with the generator the
 tests' hypothesis strategy uses (``itsmcore.testing.random_history``). Reported per
 evaluation, one core: ``evaluate`` and ``next_event_at`` for each preset, and
-``evaluate_many`` with both presets sharing one replay of each history. Before timing, every figure of a sample is checked
-against a direct interval-by-interval computation.
+``evaluate_many`` with both presets sharing one replay of each history. Before timing,
+every figure of a sample is checked against a direct interval-by-interval computation.
 
     python benchmarks/bench_sla.py             # 100k incidents
     python benchmarks/bench_sla.py --n 10000
