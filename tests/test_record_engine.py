@@ -355,12 +355,15 @@ def test_a_record_is_reloaded_on_the_workflow_it_was_opened_with(tmp_path: Any) 
     mine = incident_workflow({"fixed", "wontfix"}, name="incident+codes")
     record = incident(workflow=mine).resolve(code="fixed", notes="ok", at=T0, by="s")
     store = SQLiteStore(tmp_path / "desk.db")
+    with (
+        store.unit_of_work() as uow,
+        pytest.raises(ValidationError, match="not the one registered"),
+    ):
+        uow.incidents.add(record)  # it could not be loaded back
+    Incident.register_workflow(mine)
     with store.unit_of_work() as uow:
         uow.incidents.add(record)
         uow.commit()
-    with store.unit_of_work() as uow, pytest.raises(ValidationError, match="'incident\\+codes'"):
-        uow.incidents.get("INC1")  # never silently the default workflow
-    Incident.register_workflow(mine)
     with store.unit_of_work() as uow:
         loaded = uow.incidents.get("INC1")
     assert loaded == record
@@ -370,6 +373,14 @@ def test_a_record_is_reloaded_on_the_workflow_it_was_opened_with(tmp_path: Any) 
         Incident.register_workflow(incident_workflow({"other"}, name="incident+codes"))
     with pytest.raises(ValidationError, match="opened on workflow 'incident\\+codes'"):
         Incident.replay(record.history, workflow=INCIDENT_WORKFLOW)
+    # A stored name nobody registered (here: renamed in the database) is refused on load,
+    # never swapped for the default.
+    with sqlite3.connect(store.path) as conn:
+        (data,) = conn.execute("SELECT data FROM itsm_events WHERE version = 1").fetchone()
+        renamed = json.dumps({**json.loads(data), "workflow": "incident+gone"})
+        conn.execute("UPDATE itsm_events SET data = ? WHERE version = 1", (renamed,))
+    with store.unit_of_work() as uow, pytest.raises(DefinitionError, match="not registered"):
+        uow.incidents.get("INC1")
 
 
 def test_openings_stored_before_workflows_were_named_read_as_the_default(tmp_path: Any) -> None:

@@ -3,11 +3,16 @@
 from itsmcore.calendar import BusinessCalendar
 from itsmcore.clock import Clock, ManualClock, SystemClock
 from itsmcore.errors import (
+    ClosedError,
     ConcurrencyError,
+    CorruptionError,
     DefinitionError,
+    DuplicateIdError,
     InvalidTransitionError,
     ItsmError,
     NotFoundError,
+    StoreBusyError,
+    TransientError,
     ValidationError,
 )
 from itsmcore.events import Event
@@ -26,8 +31,11 @@ __all__ = [
     "BusinessCalendar",
     "Channel",
     "Clock",
+    "ClosedError",
     "ConcurrencyError",
+    "CorruptionError",
     "DefinitionError",
+    "DuplicateIdError",
     "Event",
     "HoldReason",
     "Impact",
@@ -44,7 +52,9 @@ __all__ = [
     "SLADefinition",
     "SLAStage",
     "SLAStatus",
+    "StoreBusyError",
     "SystemClock",
+    "TransientError",
     "Transition",
     "Urgency",
     "ValidationError",

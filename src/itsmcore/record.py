@@ -322,7 +322,7 @@ class Record:
         found = _WORKFLOWS.get(cls.kind, {}).get(name)
         if found is None:
             known = ", ".join(sorted(_WORKFLOWS.get(cls.kind, {}))) or "none"
-            raise ValidationError(
+            raise DefinitionError(
                 f"this {cls.kind} runs on workflow {name!r}, which is not registered "
                 f"(registered: {known}); call {cls.__name__}.register_workflow(...) with it "
                 "when the application starts"
@@ -367,8 +367,8 @@ class Record:
 
         Raises:
             ValidationError: the history is empty, does not start with this kind's opening,
-                names an unregistered workflow, goes back in time, or holds an event that
-                is not this kind's.
+                goes back in time, or holds an event that is not this kind's.
+            DefinitionError: the history names a workflow nobody registered.
         """
         events = tuple(events)
         first = events[0] if events else None

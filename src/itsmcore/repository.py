@@ -216,6 +216,21 @@ class Query:
     offset: int = 0
     columns: frozenset[str] = frozenset()
 
+    def matches(self, values: Mapping[str, object]) -> bool:
+        """Whether a record with these stored column values passes every filter."""
+        for name, allowed in self.equal:
+            if values.get(name) not in allowed:
+                return False
+        for name, low, high in self.ranges:
+            value = values.get(name)
+            if value is None:
+                return False
+            if low is not None and value < low:  # type: ignore[operator]
+                return False
+            if high is not None and value >= high:  # type: ignore[operator]
+                return False
+        return True
+
 
 class Repository(Protocol[R]):
     """The records of one kind, as seen through one unit of work."""

@@ -32,6 +32,8 @@ from itsmcore.capabilities import Assignable, Assigned, Commentable, Commented
 from itsmcore.clock import ManualClock
 from itsmcore.errors import (
     ConcurrencyError,
+    CorruptionError,
+    DuplicateIdError,
     InvalidTransitionError,
     NotFoundError,
     ValidationError,
@@ -519,15 +521,21 @@ class RepositoryContract:
             assert uow.contract_tickets.get("T1").state == "done"
             assert uow.contract_tickets.get("T2").version == 1  # the other save did not land
 
-    def test_adding_an_existing_id_is_a_conflict(self, store: Any) -> None:
+    def test_adding_an_existing_id_is_its_own_error(self, store: Any) -> None:
         with store.unit_of_work() as uow:
             uow.contract_tickets.add(_ticket("T1"))
             uow.commit()
         with store.unit_of_work() as uow:
+            uow.contract_tickets.add(_ticket("T2"))
             uow.contract_tickets.add(_ticket("T1", title="Another"))
-            with pytest.raises(ConcurrencyError) as err:
+            with pytest.raises(DuplicateIdError, match="already holds a record with id 'T1'") as e:
                 uow.commit()
-        assert (err.value.expected, err.value.actual) == (0, 1)
+        assert (e.value.record_id, e.value.kind) == ("T1", "contract_tickets")
+        assert not isinstance(e.value, ConcurrencyError)
+        with store.unit_of_work() as uow:
+            assert uow.contract_tickets.get("T1").title == "Fix the printer"
+            with pytest.raises(NotFoundError):
+                uow.contract_tickets.get("T2")  # nothing of that unit of work was written
 
     def test_retrying_on_conflict_converges_across_threads(self, store: Any) -> None:
         with store.unit_of_work() as uow:
@@ -569,8 +577,8 @@ class RepositoryContract:
     def test_bad_input_is_refused(self, store: Any) -> None:
         with store.unit_of_work() as uow:
             tickets = uow.contract_tickets
-            with pytest.raises(ValidationError, match="not loaded"):
-                tickets.save(_ticket("T9"))
+            with pytest.raises(NotFoundError, match="T9"):
+                tickets.save(_ticket("T9"))  # never stored: add() it
             with pytest.raises(ValidationError, match="holds Ticket records"):
                 tickets.add({"id": "T9"})
             tickets.add(_ticket("T9"))
@@ -592,8 +600,9 @@ class RepositoryContract:
         with store.unit_of_work() as uow:
             loaded = uow.contract_tickets.get("T9")
             other = _ticket("T9", title="Another ticket").finish(at=T0, by="x")
-            with pytest.raises(ValidationError, match="not a later version"):
+            with pytest.raises(ConcurrencyError) as err:  # not derived from the stored one
                 uow.contract_tickets.save(other)
+            assert (err.value.expected, err.value.actual) == (0, 1)
             uow.contract_tickets.save(loaded)  # unchanged: nothing to write
 
     def test_a_corrupted_row_is_a_typed_error(self, store: Any) -> None:
@@ -604,11 +613,15 @@ class RepositoryContract:
         with (
             store.unit_of_work() as uow,
             pytest.raises(
-                ValidationError,
+                CorruptionError,
                 match=r"contract_tickets 'T1', stored event 2: unknown event type",
-            ),
+            ) as err,
         ):
             uow.contract_tickets.get("T1")
+        assert (err.value.kind, err.value.record_id, err.value.version) == (
+            "contract_tickets", "T1", 2,
+        )  # fmt: skip
+        assert not isinstance(err.value, ValidationError)  # the store's fault, not the caller's
 
     # ----------------------------------------------------------------------- queries
 

@@ -19,7 +19,15 @@ import attrs
 import cattrs
 
 from itsmcore._time import to_us
-from itsmcore.errors import DefinitionError, NotFoundError, ValidationError
+from itsmcore.errors import (
+    ClosedError,
+    ConcurrencyError,
+    CorruptionError,
+    DefinitionError,
+    DuplicateIdError,
+    NotFoundError,
+    ValidationError,
+)
 from itsmcore.events import Event, event_type
 from itsmcore.repository import Query, RecordKind, kind_map
 
@@ -183,6 +191,17 @@ def select_ids(
     return sql, params
 
 
+def conflict(change: RecordWrite, actual: int) -> DuplicateIdError | ConcurrencyError:
+    """The error for a write that found ``actual`` where it expected ``change.base``."""
+    if change.base == 0:
+        return DuplicateIdError(change.record_id, change.kind)
+    return ConcurrencyError(change.record_id, change.base, actual)
+
+
+def _write_order(change: RecordWrite) -> tuple[str, str]:
+    return (change.kind, change.record_id)
+
+
 # --------------------------------------------------------------------------- schema
 
 
@@ -284,6 +303,10 @@ class Pool(Generic[C]):
                 return self._idle.pop()
         return self._connect()
 
+    def fresh(self) -> C:
+        """A new connection, never a pooled one (to replace one found dead)."""
+        return self._connect()
+
     def give(self, conn: C) -> None:
         if self._clean(conn):
             with self._lock:
@@ -322,10 +345,33 @@ class PooledStore:
 # --------------------------------------------------------------------------- (de)serialization
 
 # Without detailed validation cattrs structures about a third faster; decode names the row
-# and the event type in its own error instead.
+# and the event type in its own error instead. Its default structuring coerces (42 becomes
+# "42", "no" becomes True): stored data is taken only as the types the events declare.
 _converter = cattrs.Converter(detailed_validation=False)
 _converter.register_unstructure_hook(datetime, lambda d: d.isoformat())
-_converter.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
+
+
+def _exact(kind: type) -> Callable[[object, type], object]:
+    """Structure ``kind`` (or an enum of it, such as a StrEnum) only from a ``kind`` value."""
+
+    def structure(value: object, target: type) -> object:
+        if type(value) is not kind:
+            raise TypeError(f"{value!r} is not a {kind.__name__}")
+        return value if target is kind else target(value)
+
+    return structure
+
+
+def _datetime(value: object, _type: type) -> datetime:
+    if type(value) is not str:
+        raise TypeError(f"{value!r} is not an ISO datetime")
+    return datetime.fromisoformat(value)
+
+
+for _kind in (str, int, bool):
+    # A class hook: it serves the StrEnum and IntEnum fields too (they subclass these).
+    _converter.register_structure_hook(_kind, _exact(_kind))
+_converter.register_structure_hook(datetime, _datetime)
 _resolved: set[type] = set()
 
 
@@ -338,37 +384,44 @@ def encode(version: int, event: Event) -> EventRow:
 
 
 def decode(kind: str, record_id: str, row: EventRow) -> Event:
-    """A row back into its event class (``ValidationError`` naming the row if it cannot)."""
+    """A row back into its event class (``CorruptionError`` naming the row if it cannot)."""
+
+    def corrupt(why: str) -> CorruptionError:
+        return CorruptionError(kind, record_id, row.version, why)
+
     try:
         cls = event_type(row.type)
     except ValidationError as exc:
-        raise ValidationError(f"{_where(kind, record_id, row)}: {exc}") from None
+        raise corrupt(str(exc)) from None
     if cls not in _resolved:
         attrs.resolve_types(cls)
         _resolved.add(cls)
     try:
         data = json.loads(row.data)
-    except ValueError as exc:
-        where = _where(kind, record_id, row)
-        raise ValidationError(f"{where}: its data is not JSON ({exc})") from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise corrupt(f"its data is not JSON ({str(exc)[:200]})") from None
     if row.schema_version != cls.schema_version:
         upcast = getattr(cls, "upcast", None)
         if upcast is None:
-            where = _where(kind, record_id, row)
-            raise ValidationError(
-                f"{where}: schema version {row.schema_version} of {row.type!r} cannot be "
-                f"read by this release (version {cls.schema_version}); it needs an upcast"
+            raise corrupt(
+                f"schema version {row.schema_version} of {row.type!r} cannot be read by this "
+                f"release (version {cls.schema_version}); it needs an upcast"
             )
         data = upcast(data, row.schema_version)
     try:
-        return _converter.structure(data, cls)
-    except (ValueError, TypeError, KeyError, AttributeError, cattrs.BaseValidationError) as exc:
-        where = _where(kind, record_id, row)
-        raise ValidationError(f"{where}: its data does not fit {row.type!r} ({exc!r})") from None
-
-
-def _where(kind: str, record_id: str, row: EventRow) -> str:
-    return f"{kind} {record_id!r}, stored event {row.version}"
+        event = _converter.structure(data, cls)
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        RecursionError,
+        cattrs.BaseValidationError,
+    ) as exc:
+        raise corrupt(f"its data does not fit {row.type!r} ({str(exc)[:200]!r})") from None
+    if to_us(event.at) != row.at or event.by != row.by:
+        raise corrupt("its time or actor differ from the event's own")
+    return event
 
 
 # --------------------------------------------------------------------------- unit of work
@@ -385,32 +438,55 @@ class _Repository:
         return (self._kind.name, record_id)
 
     def _check(self, record: Any) -> str:
-        if not isinstance(record, self._kind.cls):
+        """The record's id, if it is one this kind can store and load back."""
+        self._uow.check_open()
+        kind = self._kind
+        if not isinstance(record, kind.cls):
             raise ValidationError(
-                f"{self._kind.name} holds {self._kind.cls.__name__} records, "
-                f"not {type(record).__name__}"
+                f"{kind.name} holds {kind.cls.__name__} records, not {type(record).__name__}"
+            )
+        history = record.history
+        if not isinstance(history, tuple) or not history or history[0].id != record.id:
+            raise ValidationError(
+                f"{kind.name}: a record's history starts with the opening of its own id"
+            )
+        name = history[0].workflow
+        if kind.replay == kind.cls.replay and record.workflow is not kind.cls.workflows().get(name):
+            raise ValidationError(
+                f"{kind.name} {record.id!r} runs on workflow {name!r}, which is not the one "
+                f"registered under that name: {kind.cls.__name__}.register_workflow(...) it "
+                "first, or it could not be loaded back"
             )
         return str(record.id)
 
     def _rebuild(self, record_id: str, rows: list[EventRow]) -> Any:
-        events = [decode(self._kind.name, record_id, row) for row in rows]
+        kind = self._kind.name
         for expected, row in enumerate(rows, start=1):
             if row.version != expected:
-                raise ValidationError(
-                    f"{self._kind.name} {record_id!r}: stored history has a gap at {expected}"
-                )
-        record = self._kind.replay(events)
+                raise CorruptionError(kind, record_id, expected, "the stored history has a gap")
+        events = [decode(kind, record_id, row) for row in rows]
+        try:
+            record = self._kind.replay(events)
+        except ValidationError as exc:  # a history its events cannot have made
+            raise CorruptionError(kind, record_id, None, str(exc)) from None
+        if record.id != record_id:
+            raise CorruptionError(kind, record_id, 1, f"it opens record {record.id!r}")
         self._uow.loaded[self._key(record_id)] = record
         return record
 
-    def get(self, record_id: str) -> Any:
-        staged = self._uow.staged.get(self._key(record_id))
-        if staged is not None:
-            return staged[1]
+    def _stored(self, record_id: str) -> Any:
+        """The record as the store holds it, read now (``NotFoundError`` if it has none)."""
         rows = self._uow.session.load(self._kind.name, record_id)
         if not rows:
             raise NotFoundError(record_id, kind=self._kind.cls.__name__.lower())
         return self._rebuild(record_id, rows)
+
+    def get(self, record_id: str) -> Any:
+        self._uow.check_open()
+        staged = self._uow.staged.get(self._key(record_id))
+        if staged is not None:
+            return staged[1]
+        return self._stored(record_id)
 
     def add(self, record: Any) -> None:
         record_id = self._check(record)
@@ -420,33 +496,56 @@ class _Repository:
         self._uow.staged[key] = (0, record)
 
     def save(self, record: Any) -> None:
+        """Stage ``record``: the one this unit of work knows of it, with events added.
+
+        A record loaded in an earlier unit of work (a web form's) is compared with the
+        stored one here; it lands if it extends the stored history.
+        """
         record_id = self._check(record)
         key = self._key(record_id)
         staged = self._uow.staged.get(key)
-        loaded = self._uow.loaded.get(key)
-        if staged is None and loaded is None:
-            raise ValidationError(
-                f"{record_id!r} was not loaded in this unit of work: get() it, change it, save it"
+        if staged is not None:
+            base, known = staged
+        else:
+            known = self._uow.loaded.get(key)
+            if known is None:
+                known = self._stored(record_id)  # saved from an earlier unit of work
+            base = known.version
+        history = record.history
+        if history[: known.version] != known.history:
+            # It does not extend what is stored (or staged): someone changed it in between.
+            common = next(
+                (k for k, (a, b) in enumerate(zip(history, known.history, strict=False)) if a != b),
+                min(len(history), known.version),
             )
-        base = staged[0] if staged is not None else loaded.version  # type: ignore[union-attr]
-        known = staged[1].version if staged is not None else base
-        if record.version < known:
-            raise ValidationError(f"{record_id!r} version {record.version} is older than {known}")
-        if loaded is not None and record.history[loaded.version - 1] != loaded.history[-1]:
-            raise ValidationError(f"{record_id!r} is not a later version of the record loaded")
+            raise ConcurrencyError(record_id, common, known.version)
         if record.version > base or staged is not None:
             self._uow.staged[key] = (base, record)
 
     def find(self, **filters: Any) -> list[Any]:
+        self._uow.check_open()
         query = self._kind.query(**filters)
         session = self._uow.session
         ids = session.query(self._kind.name, query)
         rows = session.load_many(self._kind.name, ids)
-        return [
-            self._rebuild(record_id, rows[record_id]) for record_id in ids if rows.get(record_id)
-        ]
+        out = []
+        for record_id in ids:
+            if not rows.get(record_id):
+                continue
+            record = self._rebuild(record_id, rows[record_id])
+            if not query.matches(self._kind.values(record)):
+                raise CorruptionError(
+                    self._kind.name,
+                    record_id,
+                    None,
+                    "its indexed columns are out of step with its events (it was found by "
+                    "values its history does not have)",
+                )
+            out.append(record)
+        return out
 
     def history(self, record_id: str) -> tuple[Event, ...]:
+        self._uow.check_open()
         rows = self._uow.session.load(self._kind.name, record_id)
         if not rows:
             raise NotFoundError(record_id, kind=self._kind.cls.__name__.lower())
@@ -454,7 +553,10 @@ class _Repository:
 
 
 class UnitOfWorkBase:
-    """One transaction over every registered record kind; a context manager."""
+    """One transaction over every registered record kind; a context manager.
+
+    It ends when its ``with`` block does: every later call raises ``ClosedError``.
+    """
 
     def __init__(self, session: Session, record_kinds: Iterable[RecordKind[Any]] | None) -> None:
         self.session = session
@@ -463,8 +565,17 @@ class UnitOfWorkBase:
         self.loaded: dict[tuple[str, str], Any] = {}
         self.staged: dict[tuple[str, str], tuple[int, Any]] = {}
         self._kinds = dict(kind_map(record_kinds))
+        self._closed = False
         for name, kind in self._kinds.items():
             setattr(self, name, _Repository(self, kind))
+
+    def check_open(self) -> None:
+        """``ClosedError`` if the unit of work has ended."""
+        if self._closed:
+            raise ClosedError(
+                "this unit of work has ended (its with block is over); open a new one with "
+                "store.unit_of_work()"
+            )
 
     def repository(self, cls: type[R]) -> Repository[R]:
         """The repository of the kind registered for records of class ``cls``."""
@@ -481,14 +592,23 @@ class UnitOfWorkBase:
         )
 
     def __enter__(self) -> Self:
+        self.check_open()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.rollback()
+        if self._closed:
+            return
+        self._closed = True
+        self.staged.clear()
         self.session.close()
 
     def commit(self) -> None:
-        """Write every staged change in one transaction, or raise and write nothing."""
+        """Write every staged change in one transaction, or raise and write nothing.
+
+        After a failed commit nothing stays staged and records are read from the store
+        again, so the unit of work can redo its change (``get``, change, ``save``, commit).
+        """
+        self.check_open()
         changes = []
         for (kind, record_id), (base, record) in self.staged.items():
             new = record.history[base:]
@@ -500,11 +620,20 @@ class UnitOfWorkBase:
             )
             changes.append(RecordWrite(kind, record_id, base, rows, to_columns(record), stored))
         if changes:
-            self.session.write(changes)
+            # One order for every unit of work, so two writing overlapping records lock them
+            # in the same order and cannot deadlock each other.
+            changes.sort(key=_write_order)
+            try:
+                self.session.write(changes)
+            except BaseException:
+                self.staged.clear()
+                self.loaded.clear()  # what was read may be stale now: read it again
+                raise
         for (kind, record_id), (_, record) in self.staged.items():
             self.loaded[kind, record_id] = record
         self.staged.clear()
 
     def rollback(self) -> None:
         """Discard every staged change (what was committed stays)."""
+        self.check_open()
         self.staged.clear()

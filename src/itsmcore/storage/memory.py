@@ -9,9 +9,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Self
 
-from itsmcore.errors import ConcurrencyError
 from itsmcore.repository import kind_map
-from itsmcore.storage._core import EventRow, RecordWrite, UnitOfWorkBase
+from itsmcore.storage._core import EventRow, RecordWrite, UnitOfWorkBase, conflict
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -75,7 +74,7 @@ class _MemorySession:
             rows = [
                 (record_id, columns)
                 for (k, record_id), columns in self._store._columns.items()  # noqa: SLF001
-                if k == kind and _matches(columns, query)
+                if k == kind and query.matches(columns)
             ]
 
         def value(row: tuple[str, dict[str, object]]) -> Any:
@@ -97,7 +96,7 @@ class _MemorySession:
             for change in changes:  # check everything before writing anything
                 actual = len(store._events.get((change.kind, change.record_id), ()))  # noqa: SLF001
                 if actual != change.base:
-                    raise ConcurrencyError(change.record_id, change.base, actual)
+                    raise conflict(change, actual)
             for change in changes:
                 key = (change.kind, change.record_id)
                 store._events.setdefault(key, []).extend(change.events)  # noqa: SLF001
@@ -105,18 +104,3 @@ class _MemorySession:
 
     def close(self) -> None:
         pass
-
-
-def _matches(columns: dict[str, object], query: Query) -> bool:
-    for name, values in query.equal:
-        if columns.get(name) not in values:
-            return False
-    for name, low, high in query.ranges:
-        value = columns.get(name)
-        if value is None:
-            return False
-        if low is not None and value < low:  # type: ignore[operator]
-            return False
-        if high is not None and value >= high:  # type: ignore[operator]
-            return False
-    return True

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import threading
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from itsmcore.errors import ConcurrencyError, ValidationError
+from itsmcore.errors import ConcurrencyError, StoreBusyError, ValidationError
 from itsmcore.repository import Query, RecordKind, UnitOfWork, kind_map
 from itsmcore.storage._core import (
     EventRow,
@@ -21,6 +21,7 @@ from itsmcore.storage._core import (
     PooledStore,
     RecordWrite,
     UnitOfWorkBase,
+    conflict,
     fit_columns,
     schema_key,
     select_ids,
@@ -28,7 +29,7 @@ from itsmcore.storage._core import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     import psycopg
 
@@ -149,21 +150,51 @@ def _clean(conn: psycopg.Connection[Any]) -> bool:
     return not conn.closed and conn.info.transaction_status == _psycopg().pq.TransactionStatus.IDLE
 
 
+_T = TypeVar("_T")
+
+
 class _PostgresSession:
     def __init__(self, pool: Pool[psycopg.Connection[Any]]) -> None:
         self._pool = pool
         self._conn: psycopg.Connection[Any] = pool.take()
+        self._fresh = True  # nothing done on this connection in this unit of work yet
+
+    def _call(self, work: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+        """Run ``work``; a pooled connection that died while idle is replaced once.
+
+        After a server restart every idle pooled connection is dead, and the first
+        statement on one fails. Nothing of the unit of work has happened yet then, so a new
+        connection can do it. Any other lost connection is a ``StoreBusyError``.
+        """
+        psycopg = _psycopg()
+        try:
+            result = work(self._conn)
+        except psycopg.OperationalError as exc:
+            if not (self._fresh and self._conn.closed):
+                raise _translate(exc) from exc
+            self._conn.close()
+            self._conn = self._pool.fresh()
+            try:
+                result = work(self._conn)
+            except psycopg.OperationalError as again:
+                raise _translate(again) from again
+        self._fresh = False
+        return result
 
     def load(self, kind: str, record_id: str) -> list[EventRow]:
-        return [EventRow(*row) for row in self._conn.execute(_EVENTS, (kind, record_id))]
+        return self._call(
+            lambda conn: [EventRow(*row) for row in conn.execute(_EVENTS, (kind, record_id))]
+        )
 
     def load_many(self, kind: str, record_ids: Sequence[str]) -> dict[str, list[EventRow]]:
         out: dict[str, list[EventRow]] = {i: [] for i in record_ids}
-        rows = self._conn.execute(
-            "SELECT record_id, version, type, schema_version, at, by, data::text "
-            "FROM itsm_events WHERE kind = %s AND record_id = ANY(%s) "
-            "ORDER BY record_id, version",
-            (kind, list(out)),
+        rows = self._call(
+            lambda conn: conn.execute(
+                "SELECT record_id, version, type, schema_version, at, by, data::text "
+                "FROM itsm_events WHERE kind = %s AND record_id = ANY(%s) "
+                "ORDER BY record_id, version",
+                (kind, list(out)),
+            ).fetchall()
         )
         for record_id, *rest in rows:
             out[record_id].append(EventRow(*rest))
@@ -171,25 +202,43 @@ class _PostgresSession:
 
     def query(self, kind: str, query: Query) -> list[str]:
         sql, params = select_ids(kind, query, "%s", arrays=True, no_limit=None)
-        return [row[0] for row in self._conn.execute(sql, params)]
+        return self._call(lambda conn: [row[0] for row in conn.execute(sql, params)])
 
     def write(self, changes: Sequence[RecordWrite]) -> None:
-        conn = self._conn
-        with conn.transaction():
-            for change in changes:
-                _claim(conn, change)
-                with conn.cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO itsm_events (kind, record_id, version, type,"
-                        " schema_version, at, by, data) VALUES (%s, %s, %s, %s, %s, %s, %s,"
-                        " %s::jsonb)",
-                        [(change.kind, change.record_id, *e) for e in change.events],
-                    )
-                sql, params = update_record(change, change.base + len(change.events), "%s")
-                conn.execute(sql, params)
+        psycopg = _psycopg()
+        try:
+            self._call(lambda conn: _write(conn, changes))
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+            # Rows are locked in one order (see UnitOfWorkBase.commit); should the database
+            # still break a lock cycle, this unit of work lost a race like any other.
+            first = changes[0]
+            raise ConcurrencyError(first.record_id, first.base, None) from exc
 
     def close(self) -> None:
         self._pool.give(self._conn)
+
+
+def _write(conn: psycopg.Connection[Any], changes: Sequence[RecordWrite]) -> None:
+    with conn.transaction():
+        for change in changes:
+            _claim(conn, change)
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO itsm_events (kind, record_id, version, type,"
+                    " schema_version, at, by, data) VALUES (%s, %s, %s, %s, %s, %s, %s,"
+                    " %s::jsonb)",
+                    [(change.kind, change.record_id, *e) for e in change.events],
+                )
+            sql, params = update_record(change, change.base + len(change.events), "%s")
+            conn.execute(sql, params)
+
+
+def _translate(exc: BaseException) -> BaseException:
+    """A psycopg operational error as the library's: a lost race, or the store is busy."""
+    errors: Any = _psycopg().errors
+    if isinstance(exc, errors.DeadlockDetected | errors.SerializationFailure):
+        return exc  # type: ignore[no-any-return]  # write() turns these into a ConcurrencyError naming the record
+    return StoreBusyError(f"PostgreSQL could not do it now: {str(exc).strip()[:300]}")
 
 
 def _claim(conn: psycopg.Connection[Any], change: RecordWrite) -> None:
@@ -208,4 +257,4 @@ def _claim(conn: psycopg.Connection[Any], change: RecordWrite) -> None:
     ).fetchone()
     actual = 0 if row is None else row[0]
     if actual != change.base:
-        raise ConcurrencyError(change.record_id, change.base, actual)
+        raise conflict(change, actual)

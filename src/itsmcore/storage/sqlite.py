@@ -13,7 +13,7 @@ import threading
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
-from itsmcore.errors import ConcurrencyError, ValidationError
+from itsmcore.errors import StoreBusyError, ValidationError
 from itsmcore.repository import Query, RecordKind, UnitOfWork, kind_map
 from itsmcore.storage._core import (
     EventRow,
@@ -21,6 +21,7 @@ from itsmcore.storage._core import (
     PooledStore,
     RecordWrite,
     UnitOfWorkBase,
+    conflict,
     fit_columns,
     insert_record,
     schema_key,
@@ -185,6 +186,16 @@ class _SQLiteSession:
         return [row[0] for row in self._conn.execute(sql, params)]
 
     def write(self, changes: Sequence[RecordWrite]) -> None:
+        try:
+            self._write(changes)
+        except sqlite3.OperationalError as exc:
+            # The write lock stayed taken longer than the busy timeout: nothing was written.
+            if "locked" in str(exc) or "busy" in str(exc):
+                msg = f"{exc}: another writer held the SQLite write lock for {_BUSY_TIMEOUT_S} s"
+                raise StoreBusyError(msg) from exc
+            raise
+
+    def _write(self, changes: Sequence[RecordWrite]) -> None:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -201,10 +212,11 @@ class _SQLiteSession:
                 else:
                     sql, params = update_record(change, version, "?")
                 conn.execute(sql, params)
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def close(self) -> None:
         self._pool.give(self._conn)
@@ -217,4 +229,4 @@ def _check_version(conn: sqlite3.Connection, change: RecordWrite) -> None:
     ).fetchone()
     actual = 0 if row is None else row[0]
     if actual != change.base:
-        raise ConcurrencyError(change.record_id, change.base, actual)
+        raise conflict(change, actual)
