@@ -18,7 +18,7 @@ from itsmcore.capabilities import (
 )
 from itsmcore.events import Event
 from itsmcore.priority import Impact, Priority, Urgency
-from itsmcore.record import Column, Opened, applies, text, verb
+from itsmcore.record import Column, Opened, applies, label, text, verb
 from itsmcore.workflow import ACTIVE, CANCELED, MET, PAUSED, Transition, Workflow
 
 if TYPE_CHECKING:
@@ -115,8 +115,8 @@ class Task(Assignable, Prioritized, Cancelable):
     ) -> Self:  # fmt: skip
         workflow = cls._workflow(workflow)
         event = TaskOpened(
-            at=at, by=by, state=workflow.initial, workflow=workflow.name, id=text(id, "id"),
-            title=text(title, "title"), project=text(project, "project"),
+            at=at, by=by, state=workflow.initial, workflow=workflow.name, id=label(id, "id"),
+            title=text(title, "title"), project=label(project, "project"),
             **cls._priority_fields(impact, urgency),
         )  # fmt: skip
         return cls._opened(event, workflow)

@@ -84,9 +84,15 @@ def to_us(value: datetime, name: str = "datetime") -> int:
 def from_us(us: int, tz: tzinfo = UTC) -> datetime:
     """The aware datetime ``us`` microseconds after the epoch, shown in ``tz``."""
     # timedelta * int is about twice as fast as timedelta(microseconds=...): this is a hot path.
-    if tz is UTC:
-        return EPOCH + MICROSECOND * us
-    return tz.fromutc(wall_epoch(tz) + MICROSECOND * us)
+    try:
+        if tz is UTC:
+            return EPOCH + MICROSECOND * us
+        return tz.fromutc(wall_epoch(tz) + MICROSECOND * us)
+    except OverflowError:
+        raise ValidationError(
+            f"the answer lies {us // US_PER_DAY:,} days from 1970, beyond the years 1 to 9999 "
+            "a datetime can hold"
+        ) from None
 
 
 def to_utc(value: datetime, name: str = "datetime") -> datetime:
@@ -103,7 +109,7 @@ def zone(key: str | tzinfo) -> tzinfo:
         raise ValidationError(msg)
     try:
         return ZoneInfo(key)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # "Europe" is a directory
         raise ValidationError(
             f"unknown time zone {key!r}; use an IANA name such as 'Europe/Berlin' or 'UTC'"
         ) from exc

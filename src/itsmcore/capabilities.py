@@ -26,7 +26,10 @@ from itsmcore.errors import DefinitionError, ValidationError
 from itsmcore.events import Event
 from itsmcore.priority import Impact, Priority, PriorityMatrix, Urgency
 from itsmcore.record import Record, applies, verb
+from itsmcore.record import label as _label
+from itsmcore.record import optional_label as _optional_label
 from itsmcore.record import optional_text as _optional_text
+from itsmcore.record import storable as _storable
 from itsmcore.record import text as _text
 
 __all__ = [
@@ -152,8 +155,8 @@ class Assignable(Record):
             self._events[Assigned],
             at,
             by,
-            group=_text(group, "group"),
-            assignee=_optional_text(assignee, "assignee"),
+            group=_label(group, "group"),
+            assignee=_optional_label(assignee, "assignee"),
         )
 
     @applies(Assigned)
@@ -244,6 +247,8 @@ class Commentable(Record):
     @verb
     def comment(self, *, text: str, at: datetime, by: str, from_caller: bool = False) -> Self:
         """Add a comment (``from_caller=True`` when the caller wrote it) or work note."""
+        if not isinstance(from_caller, bool):
+            raise ValidationError(f"from_caller must be True or False, got {from_caller!r}")
         return self._do(
             "comment",
             self._events[Commented],
@@ -292,14 +297,14 @@ class Linkable(Record):
             at,
             by,
             kind=self._link_kind(kind),
-            target=_text(target, "target"),
+            target=_label(target, "target"),
         )
 
     @verb
     def unlink(self, *, kind: str, target: str, at: datetime, by: str) -> Self:
         """Remove a link; ``ValidationError`` if the record does not point at ``target``."""
         name = self._link_kind(kind)
-        target = _text(target, "target")
+        target = _label(target, "target")
         if target not in getattr(self, self.link_fields[name]):
             raise ValidationError(f"{self.id} is not linked to {name} {target!r}")
         return self._do("unlink", self._events[Unlinked], at, by, kind=name, target=target)
@@ -401,13 +406,14 @@ class Editable(Record):
 
 def _field_value(cls: type[Record], name: str, value: object) -> str | None:
     field = getattr(attrs.fields(cls), name)
+    indexed = any(c.name == name for c in cls.indexed)  # stores index it: a label's length
     if field.default is None:
-        return _optional_text(value, name)
+        return (_optional_label if indexed else _optional_text)(value, name)
     if field.default == "":
         if not isinstance(value, str):
             raise ValidationError(f"{name} must be a string, got {value!r}")
-        return value.strip()
-    return _text(value, name)
+        return _storable(value.strip(), name)
+    return (_label if indexed else _text)(value, name)
 
 
 _NOTHING: Final[Mapping[str, Any]] = {}

@@ -32,6 +32,8 @@ def utc(value: datetime) -> datetime:
 def _actor(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"by= must name who acted (a non-empty string), got {value!r}")
+    if len(value) > 255 or "\x00" in value:
+        raise ValidationError(f"by= must be a name of at most 255 characters, got {value[:40]!r}")
     return value
 
 

@@ -44,7 +44,18 @@ from itsmcore.capabilities import (
 from itsmcore.errors import InvalidTransitionError, ValidationError
 from itsmcore.events import Event
 from itsmcore.priority import Impact, Priority, PriorityMatrix, Urgency
-from itsmcore.record import Column, Opened, applies, member, optional_text, text, verb
+from itsmcore.record import (
+    Column,
+    Opened,
+    applies,
+    label,
+    member,
+    optional_label,
+    optional_text,
+    storable,
+    text,
+    verb,
+)
 from itsmcore.workflow import ACTIVE, CANCELED, MET, PAUSED, Guard, Transition, Workflow
 
 if TYPE_CHECKING:
@@ -492,15 +503,17 @@ class Incident(Assignable, Prioritized, Commentable, Linkable, Cancelable, Reope
             by=by,
             state=workflow.initial,
             workflow=workflow.name,
-            id=text(id, "id"),
+            id=label(id, "id"),
             title=text(title, "title"),
-            description=description.strip() if isinstance(description, str) else "",
-            caller=text(caller, "caller"),
+            description=storable(description.strip(), "description")
+            if isinstance(description, str)
+            else "",
+            caller=label(caller, "caller"),
             channel=member(Channel, channel, "channel"),
-            service=optional_text(service, "service"),
-            ci=optional_text(ci, "ci"),
-            category=optional_text(category, "category"),
-            subcategory=optional_text(subcategory, "subcategory"),
+            service=optional_label(service, "service"),
+            ci=optional_label(ci, "ci"),
+            category=optional_label(category, "category"),
+            subcategory=optional_label(subcategory, "subcategory"),
             **cls._priority_fields(impact, urgency, priority, matrix),
         )
         return cls._opened(event, workflow)
@@ -532,7 +545,7 @@ class Incident(Assignable, Prioritized, Commentable, Linkable, Cancelable, Reope
             IncidentResolved,
             at,
             by,
-            code=text(code, "code"),
+            code=label(code, "code"),
             notes=text(notes, "notes"),
         )
 
@@ -572,9 +585,9 @@ class Incident(Assignable, Prioritized, Commentable, Linkable, Cancelable, Reope
             by,
             kind=kind,
             reason=text(reason, "reason"),
-            group=optional_text(group, "group"),
-            assignee=optional_text(assignee, "assignee"),
-            manager=optional_text(manager, "manager"),
+            group=optional_label(group, "group"),
+            assignee=optional_label(assignee, "assignee"),
+            manager=optional_label(manager, "manager"),
         )
 
     @verb

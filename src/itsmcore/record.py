@@ -39,12 +39,17 @@ from itsmcore.events import Event, StateChanged, event_types, utc
 from itsmcore.workflow import ACTIVE, Workflow
 
 __all__ = [
+    "MAX_LABEL",
+    "MAX_TEXT",
     "Column",
     "Opened",
     "Record",
     "applies",
+    "label",
     "member",
+    "optional_label",
     "optional_text",
+    "storable",
     "text",
     "verb",
 ]
@@ -59,16 +64,58 @@ Applier = Callable[[Any, Any], Mapping[str, Any]]
 # --------------------------------------------------------------------------- value checks
 
 
-def text(value: object, name: str) -> str:
-    """``value`` stripped; ``ValidationError`` naming ``name`` unless it is non-empty text."""
+MAX_LABEL: Final = 255
+"""The longest id, name, group, person, service, CI or code (characters): such values are
+indexed by the stores, and every store keeps this many."""
+MAX_TEXT: Final = 100_000
+"""The longest free text (title, notes, a comment) in characters."""
+
+
+def storable(value: str, name: str) -> str:
+    """``value`` if every store keeps it as it is: no NUL character, no lone surrogate.
+
+    SQLite and the in-memory store would keep either, PostgreSQL refuses both; one rule for
+    all three is checked where values enter, so a record never works in one store only.
+    """
+    if "\x00" in value:
+        raise ValidationError(f"{name} contains a NUL character (\\x00), which stores refuse")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(
+                f"{name} is not valid Unicode text (it holds a lone surrogate)"
+            ) from None
+    return value
+
+
+def text(value: object, name: str, *, limit: int = MAX_TEXT) -> str:
+    """``value`` stripped; ``ValidationError`` naming ``name`` unless it is non-empty text.
+
+    Text longer than ``limit`` characters, or that a store could not keep (see
+    :func:`storable`), is refused too.
+    """
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"{name} must be a non-empty string, got {value!r}")
-    return value.strip()
+    value = value.strip()
+    if len(value) > limit:
+        raise ValidationError(f"{name} is {len(value):,} characters long; at most {limit:,}")
+    return storable(value, name)
+
+
+def label(value: object, name: str) -> str:
+    """Non-empty text of at most :data:`MAX_LABEL` characters: an id, a name, a code."""
+    return text(value, name, limit=MAX_LABEL)
 
 
 def optional_text(value: object, name: str) -> str | None:
     """``None``, or non-empty text stripped."""
     return None if value is None else text(value, name)
+
+
+def optional_label(value: object, name: str) -> str | None:
+    """``None``, or a :func:`label`."""
+    return None if value is None else label(value, name)
 
 
 def member(kind: type[_E], value: object, name: str) -> _E:
@@ -524,7 +571,11 @@ class Record:
             by,
             trigger=trigger,
             source=str(self.state),
-            data=tuple(sorted((str(k), str(v)) for k, v in data.items())),
+            data=tuple(
+                sorted(
+                    (storable(str(k), "data"), storable(str(v), str(k))) for k, v in data.items()
+                )
+            ),
         )
 
     @classmethod

@@ -130,7 +130,7 @@ def _targets(value: Mapping[Any, timedelta | None]) -> dict[Hashable, timedelta 
 def _fractions(value: Iterable[Fraction | float | str]) -> tuple[Fraction, ...]:
     try:
         out = tuple(sorted({Fraction(v) for v in value}))
-    except (TypeError, ValueError, ZeroDivisionError) as exc:
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError) as exc:
         raise DefinitionError(f"warnings must be fractions of the target: {exc}") from exc
     if any(f <= 0 for f in out):
         raise DefinitionError("warnings must be positive fractions of the target (0.5 = 50 %)")
@@ -699,17 +699,31 @@ class _Flags(NamedTuple):
 _MEMO_LIMIT: Final = 4096
 
 
-def _getter(reads: tuple[str, ...] | None, record_type: type) -> Callable[[Any], Any] | None:
+# Fields the presets read with a default, so that they serve kinds that lack them.
+_OPTIONAL_READS: Final = frozenset({"assignment_group", "hold_reason"})
+
+
+def _getter(definition: SLADefinition, record_type: type) -> Callable[[Any], Any] | None:
     """What a snapshot's conditions depend on: the declared fields this record type has.
 
     A preset names fields some kinds lack (``assignment_group``); its conditions read them
-    with a default, so for such a kind they are simply not part of the signature.
+    with a default, so for such a kind they are simply not part of the signature. Any other
+    declared field the record type lacks is a ``ValidationError`` (a definition does not
+    know the record types it will meet, so this is found at the first evaluation).
     """
+    reads = definition.reads
     if not reads:
         return None
     if attrs.has(record_type):
         names = {f.name for f in attrs.fields(record_type)}
-        reads = tuple(r for r in reads if r in names or hasattr(record_type, r))
+        known = [r for r in reads if r in names or hasattr(record_type, r)]
+        unknown = [r for r in reads if r not in known and r not in _OPTIONAL_READS]
+        if unknown:
+            raise ValidationError(
+                f"{definition.name}: reads names {', '.join(map(repr, unknown))}, which "
+                f"{record_type.__name__} records do not have"
+            )
+        reads = tuple(known)
     return attrgetter(*reads) if reads else None
 
 
@@ -737,7 +751,7 @@ class _Machine:
         try:
             self.getter = getters[record_type]
         except KeyError:
-            self.getter = getters[record_type] = _getter(definition.reads, record_type)
+            self.getter = getters[record_type] = _getter(definition, record_type)
         workflow = getattr(record, "workflow", None)
         key = (record_type, id(workflow))
         memos = definition._memo  # noqa: SLF001

@@ -40,7 +40,7 @@ from itsmcore.errors import (
 )
 from itsmcore.events import Event
 from itsmcore.incident import Incident
-from itsmcore.record import Column, Opened, Record, applies, text, verb
+from itsmcore.record import Column, Opened, Record, applies, label, text, verb
 from itsmcore.repository import RecordKind
 from itsmcore.workflow import ACTIVE, CANCELED, MET, Transition, Workflow
 
@@ -385,7 +385,7 @@ class Ticket(Assignable, Commentable):
             by=by,
             state=TICKET_WORKFLOW.initial,
             workflow=TICKET_WORKFLOW.name,
-            id=text(id, "id"),
+            id=label(id, "id"),
             title=text(title, "title"),
         )
         return cls._opened(opening, TICKET_WORKFLOW)

@@ -398,21 +398,36 @@ class Workflow:
     # ----------------------------------------------------------------------- diagrams
 
     def to_mermaid(self, *, actions: bool = False) -> str:
-        """A Mermaid ``stateDiagram-v2`` of the lifecycle (actions drawn only if asked)."""
-        lines = ["stateDiagram-v2", f"    [*] --> {self.initial}"]
+        """A Mermaid ``stateDiagram-v2`` of the lifecycle (actions drawn only if asked).
+
+        A state whose name is not a plain identifier (spaces, punctuation) is declared with
+        its name as a quoted label and drawn under an alias.
+        """
+        taken = set(self.states)
+        ids = {}
+        for k, s in enumerate(self.states):
+            alias = s if _PLAIN.fullmatch(s) else f"state{k}"
+            while alias != s and alias in taken:  # never a real state's name
+                alias = f"_{alias}"
+            ids[s] = alias
+        lines = ["stateDiagram-v2"]
+        lines.extend(
+            f'    state "{_mermaid_text(s)}" as {ids[s]}' for s in self.states if ids[s] != s
+        )
+        lines.append(f"    [*] --> {ids[self.initial]}")
         for source, target, label in self._edges(actions=actions):
-            lines.append(f"    {source} --> {target} : {label}")
-        lines.extend(f"    {state} --> [*]" for state in self.states if state in self.terminal)
+            lines.append(f"    {ids[source]} --> {ids[target]} : {label}")
+        lines.extend(f"    {ids[s]} --> [*]" for s in self.states if s in self.terminal)
         return "\n".join(lines) + "\n"
 
     def to_dot(self, *, actions: bool = False) -> str:
         """A Graphviz ``digraph`` of the lifecycle (actions drawn only if asked)."""
-        lines = [f'digraph "{self.name}" {{', "    rankdir=LR;"]
+        lines = [f"digraph {_dot(self.name)} {{", "    rankdir=LR;"]
         for state in self.states:
             shape = "doublecircle" if state in self.terminal else "circle"
-            lines.append(f'    "{state}" [shape={shape}];')
+            lines.append(f"    {_dot(state)} [shape={shape}];")
         for source, target, label in self._edges(actions=actions):
-            lines.append(f'    "{source}" -> "{target}" [label="{label}"];')
+            lines.append(f"    {_dot(source)} -> {_dot(target)} [label={_dot(label)}];")
         return "\n".join([*lines, "}"]) + "\n"
 
     def _edges(self, *, actions: bool) -> list[tuple[str, str, str]]:
@@ -428,6 +443,18 @@ class Workflow:
 
 
 _NO_STATES: Final[frozenset[str]] = frozenset()
+_PLAIN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _mermaid_text(text: str) -> str:
+    """Text inside a Mermaid label's quotes: quotes and line breaks as entities."""
+    return text.replace('"', "#quot;").replace("\n", " ").replace("\r", " ")
+
+
+def _dot(text: str) -> str:
+    """A Graphviz double-quoted string: backslashes and quotes escaped, one line."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
 
 
 def _trigger(row: Transition) -> str:

@@ -29,6 +29,7 @@ from itsmcore.errors import (
     ValidationError,
 )
 from itsmcore.events import Event, event_type
+from itsmcore.record import MAX_LABEL, storable
 from itsmcore.repository import Query, RecordKind, kind_map
 
 if TYPE_CHECKING:
@@ -375,9 +376,26 @@ _converter.register_structure_hook(datetime, _datetime)
 _resolved: set[type] = set()
 
 
+def _storable_strings(value: object, where: str) -> None:
+    """Every string in an event's data is one every store keeps (see ``record.storable``)."""
+    if isinstance(value, str):
+        storable(value, where)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable_strings(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _storable_strings(item, where)
+
+
 def encode(version: int, event: Event) -> EventRow:
-    """An event as a row: its fields as JSON, its type and schema version alongside."""
+    """An event as a row: its fields as JSON, its type and schema version alongside.
+
+    Text no store could keep as it is (a NUL character, a lone surrogate) is a
+    ``ValidationError`` here, before anything is written, whichever store writes it.
+    """
     data = _converter.unstructure(event)
+    _storable_strings(data, event.type)
     return EventRow(
         version, event.type, event.schema_version, to_us(event.at), event.by, json.dumps(data)
     )
@@ -618,7 +636,14 @@ class UnitOfWorkBase:
             stored = (
                 to_columns(prior) if base and prior is not None and prior.version == base else None
             )
-            changes.append(RecordWrite(kind, record_id, base, rows, to_columns(record), stored))
+            columns = to_columns(record)
+            for name, value in columns.items():
+                if isinstance(value, str) and len(value) > MAX_LABEL:
+                    raise ValidationError(
+                        f"{kind} {record_id!r}: {name} is {len(value):,} characters long; "
+                        f"indexed fields hold at most {MAX_LABEL}"
+                    )
+            changes.append(RecordWrite(kind, record_id, base, rows, columns, stored))
         if changes:
             # One order for every unit of work, so two writing overlapping records lock them
             # in the same order and cannot deadlock each other.
