@@ -41,6 +41,17 @@ class InMemory:
         rows = store._events[kind, record_id]
         rows[version - 1] = rows[version - 1]._replace(type="incident.teleported")
 
+    def overwrite_event_data(
+        self, store: Any, kind: str, record_id: str, version: int, data: str
+    ) -> None:
+        rows = store._events[kind, record_id]
+        rows[version - 1] = rows[version - 1]._replace(data=data)
+
+    def overwrite_column(
+        self, store: Any, kind: str, record_id: str, column: str, value: object
+    ) -> None:
+        store._columns[kind, record_id][column] = value
+
 
 class SQLite:
     def make_store(self, tmp_path: Path, kinds: Any = None) -> Any:
@@ -52,6 +63,24 @@ class SQLite:
                 "UPDATE itsm_events SET type = 'incident.teleported' "
                 "WHERE kind = ? AND record_id = ? AND version = ?",
                 (kind, record_id, version),
+            )
+
+    def overwrite_event_data(
+        self, store: Any, kind: str, record_id: str, version: int, data: str
+    ) -> None:
+        with sqlite3.connect(store.path) as conn:
+            conn.execute(
+                "UPDATE itsm_events SET data = ? WHERE kind = ? AND record_id = ? AND version = ?",
+                (data, kind, record_id, version),
+            )
+
+    def overwrite_column(
+        self, store: Any, kind: str, record_id: str, column: str, value: object
+    ) -> None:
+        with sqlite3.connect(store.path) as conn:
+            conn.execute(
+                f"UPDATE itsm_records SET {column} = ? WHERE kind = ? AND id = ?",
+                (value, kind, record_id),
             )
 
 
@@ -77,6 +106,29 @@ class Postgres:
                 "UPDATE itsm_events SET type = 'incident.teleported' "
                 "WHERE kind = %s AND record_id = %s AND version = %s",
                 (kind, record_id, version),
+            )
+
+    def overwrite_event_data(
+        self, store: Any, kind: str, record_id: str, version: int, data: str
+    ) -> None:
+        import psycopg  # noqa: PLC0415
+
+        with psycopg.connect(store.dsn, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE itsm_events SET data = %s::jsonb "
+                "WHERE kind = %s AND record_id = %s AND version = %s",
+                (data, kind, record_id, version),
+            )
+
+    def overwrite_column(
+        self, store: Any, kind: str, record_id: str, column: str, value: object
+    ) -> None:
+        import psycopg  # noqa: PLC0415
+
+        with psycopg.connect(store.dsn, autocommit=True) as conn:
+            conn.execute(
+                f"UPDATE itsm_records SET {column} = %s WHERE kind = %s AND id = %s",
+                (value, kind, record_id),
             )
 
 

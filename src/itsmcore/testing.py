@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import threading
 import types
 import typing
@@ -31,6 +32,7 @@ from hypothesis import strategies as st
 from itsmcore.capabilities import Assignable, Assigned, Commentable, Commented
 from itsmcore.clock import ManualClock
 from itsmcore.errors import (
+    ClosedError,
     ConcurrencyError,
     CorruptionError,
     DuplicateIdError,
@@ -42,6 +44,7 @@ from itsmcore.events import Event
 from itsmcore.incident import Incident
 from itsmcore.record import Column, Opened, Record, applies, label, text, verb
 from itsmcore.repository import RecordKind
+from itsmcore.storage._core import encode
 from itsmcore.workflow import ACTIVE, CANCELED, MET, Transition, Workflow
 
 if typing.TYPE_CHECKING:
@@ -445,6 +448,18 @@ class RepositoryContract:
         """Overwrite a stored event's type with one no release knows."""
         raise NotImplementedError
 
+    def overwrite_event_data(
+        self, store: Any, kind: str, record_id: str, version: int, data: str
+    ) -> None:
+        """Overwrite a stored event's JSON data with ``data`` (valid JSON)."""
+        raise NotImplementedError
+
+    def overwrite_column(
+        self, store: Any, kind: str, record_id: str, column: str, value: object
+    ) -> None:
+        """Overwrite one indexed column of a stored record's row."""
+        raise NotImplementedError
+
     @pytest.fixture
     def store(self, tmp_path: Path) -> Any:
         return self.make_store(tmp_path, [TICKETS])
@@ -622,6 +637,117 @@ class RepositoryContract:
             "contract_tickets", "T1", 2,
         )  # fmt: skip
         assert not isinstance(err.value, ValidationError)  # the store's fault, not the caller's
+
+    def test_a_finished_unit_of_work_refuses_every_call(self, store: Any) -> None:
+        with store.unit_of_work() as uow:
+            uow.contract_tickets.add(_ticket("T1"))
+            uow.commit()
+        tickets = uow.contract_tickets
+        later = _ticket("T1").estimate(points=1, at=T0, by="kim")
+        calls = {
+            "commit": uow.commit,
+            "rollback": uow.rollback,
+            "get": lambda: tickets.get("T1"),
+            "add": lambda: tickets.add(_ticket("T2")),
+            "save": lambda: tickets.save(later),
+            "find": tickets.find,
+            "history": lambda: tickets.history("T1"),
+            "enter": uow.__enter__,
+        }
+        for name, call in calls.items():
+            with pytest.raises(ClosedError, match="has ended"):
+                call()
+            assert name  # every call refused, none reached the store
+        with store.unit_of_work() as fresh:
+            assert fresh.contract_tickets.get("T1").version == 1
+            assert [t.id for t in fresh.contract_tickets.find()] == ["T1"]
+
+    def test_a_failed_commit_can_be_redone_in_the_same_unit_of_work(self, store: Any) -> None:
+        with store.unit_of_work() as uow:
+            uow.contract_tickets.add(_ticket("T1"))
+            uow.commit()
+        with store.unit_of_work() as first, store.unit_of_work() as second:
+            a, b = first.contract_tickets.get("T1"), second.contract_tickets.get("T1")
+            first.contract_tickets.save(a.comment(text="first", at=T0, by="kim"))
+            first.commit()
+            second.contract_tickets.save(b.comment(text="second", at=T0, by="sam"))
+            with pytest.raises(ConcurrencyError):
+                second.commit()
+            # The error's advice, in the same unit of work: reload and apply the change again.
+            again = second.contract_tickets.get("T1")
+            assert again.version == 2
+            second.contract_tickets.save(again.comment(text="second", at=T0, by="sam"))
+            second.commit()
+        with store.unit_of_work() as uow:
+            texts = [getattr(e, "text", None) for e in uow.contract_tickets.history("T1")]
+        assert texts == [None, "first", "second"]
+
+    def test_a_record_loaded_earlier_is_saved_if_nobody_changed_it_since(self, store: Any) -> None:
+        # The web-form pattern: load in one request, save the user's change in another.
+        with store.unit_of_work() as uow:
+            uow.contract_tickets.add(_ticket("T1"))
+            uow.commit()
+        with store.unit_of_work() as uow:
+            form = uow.contract_tickets.get("T1")
+        with store.unit_of_work() as uow:
+            uow.contract_tickets.save(form.estimate(points=3, at=T0, by="kim"))
+            uow.commit()
+        stale = form.comment(text="typed in a second tab", at=T0, by="sam")
+        with store.unit_of_work() as uow:
+            uow.contract_tickets.add(_ticket("T2"))
+            with pytest.raises(ConcurrencyError) as err:
+                uow.contract_tickets.save(stale)
+            assert (err.value.record_id, err.value.expected, err.value.actual) == ("T1", 1, 2)
+        with store.unit_of_work() as uow:
+            assert [e.type for e in uow.contract_tickets.history("T1")][-1] == (
+                "contract_ticket.estimated"
+            )
+            assert uow.contract_tickets.find(opened_from=T0) == [uow.contract_tickets.get("T1")]
+
+    def test_text_no_store_keeps_is_refused_before_anything_is_written(self, store: Any) -> None:
+        for bad in ("nul\x00byte", "lone \ud800 surrogate"):
+            with pytest.raises(ValidationError, match="title"):
+                Ticket.open(id="T1", title=bad, at=T0, by="desk")
+            # A hand-built history is held to the same rule when it is written.
+            good = _ticket("T1")
+            opening = attrs.evolve(good.history[0], title=bad)
+            forged = Ticket.replay([opening])
+            with store.unit_of_work() as uow:
+                uow.contract_tickets.add(_ticket("T0"))
+                uow.contract_tickets.add(forged)
+                with pytest.raises(ValidationError, match=r"contract_ticket\.opened\.title"):
+                    uow.commit()
+        with pytest.raises(ValidationError, match="at most 255"):
+            _ticket("T1").assign(group="g" * 256, at=T0, by="desk")
+        with store.unit_of_work() as uow:
+            assert uow.contract_tickets.find() == []
+
+    def test_corrupted_rows_are_named_and_other_records_still_load(self, store: Any) -> None:
+        with store.unit_of_work() as uow:
+            for record_id in ("T1", "T2", "T3", "T4"):
+                uow.contract_tickets.add(_ticket(record_id).finish(at=T0, by="sam"))
+            uow.commit()
+        opening = json.loads(encode(1, _ticket("T1").history[0]).data)
+        self.overwrite_event_data(store, "contract_tickets", "T1", 2, "[" * 5_000 + "]" * 5_000)
+        self.overwrite_event_data(
+            store, "contract_tickets", "T2", 1, json.dumps({**opening, "id": "T9"})
+        )
+        self.overwrite_event_data(
+            store, "contract_tickets", "T3", 1, json.dumps({**opening, "id": "T3", "title": 42})
+        )
+        self.overwrite_column(store, "contract_tickets", "T4", "state", "open")
+        expected = {
+            "T1": "stored event 2: its data is not JSON",
+            "T2": "stored event 1: it opens record 'T9'",
+            "T3": "stored event 1: its data does not fit",
+        }
+        with store.unit_of_work() as uow:
+            for record_id, why in expected.items():
+                with pytest.raises(CorruptionError, match=why):
+                    uow.contract_tickets.get(record_id)
+            assert uow.contract_tickets.get("T4").state == "done"  # its events are whole
+            with pytest.raises(CorruptionError, match=r"T4.*out of step"):
+                uow.contract_tickets.find(state="open")
 
     # ----------------------------------------------------------------------- queries
 
