@@ -709,8 +709,9 @@ class RepositoryContract:
             with pytest.raises(ValidationError, match="title"):
                 Ticket.open(id="T1", title=bad, at=T0, by="desk")
             # A hand-built history is held to the same rule when it is written.
-            good = _ticket("T1")
-            opening = attrs.evolve(good.history[0], title=bad)
+            opening = TicketOpened(
+                at=T0, by="desk", state="open", workflow="contract_ticket", id="T1", title=bad
+            )
             forged = Ticket.replay([opening])
             with store.unit_of_work() as uow:
                 uow.contract_tickets.add(_ticket("T0"))
