@@ -40,36 +40,61 @@ def _as_server_user(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd]
 
 
+class PostgresServer:
+    """One private server: ``start()`` returns a DSN, ``restart()``, ``stop()`` deletes it."""
+
+    def __init__(self) -> None:
+        initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
+        if initdb is None or pg_ctl is None:
+            msg = "PostgreSQL binaries (initdb, pg_ctl) not found"
+            raise RuntimeError(msg)
+        self._initdb, self._pg_ctl = initdb, pg_ctl
+        self.root = Path(tempfile.mkdtemp(prefix="itsmcore-pg-"))
+        self.data, self.socket = self.root / "data", self.root / "socket"
+
+    def _ctl(self, *args: str) -> None:
+        options = f"-k {self.socket} -c listen_addresses='' -c fsync=off -p 5432"
+        subprocess.run(
+            _as_server_user([self._pg_ctl, "-D", str(self.data), "-o", options,
+                             "-l", str(self.root / "log"), *args]),
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+
+    def start(self) -> str:
+        """Create and start the server; the DSN of its ``postgres`` database."""
+        self.socket.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres")
+            shutil.chown(self.socket, "postgres")
+        subprocess.run(
+            _as_server_user([self._initdb, "-D", str(self.data), "-A", "trust", "-U", "itsm",
+                             "-E", "UTF8"]),
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        self._ctl("-w", "-t", "60", "start")
+        return f"host={self.socket} port=5432 user=itsm dbname=postgres"
+
+    def restart(self) -> None:
+        """Stop the server at once (every connection dies) and start it again."""
+        self._ctl("-m", "immediate", "-w", "-t", "60", "restart")
+
+    def stop(self) -> None:
+        """Stop the server and delete its files."""
+        try:
+            subprocess.run(
+                _as_server_user([self._pg_ctl, "-D", str(self.data), "-m", "immediate", "-w",
+                                 "stop"]),
+                check=False, capture_output=True, timeout=120,
+            )  # fmt: skip
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Start a private server; yield a DSN to its ``postgres`` database; stop and delete it."""
-    initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
-    if initdb is None or pg_ctl is None:
-        msg = "PostgreSQL binaries (initdb, pg_ctl) not found"
-        raise RuntimeError(msg)
-    root = Path(tempfile.mkdtemp(prefix="itsmcore-pg-"))
-    data, socket = root / "data", root / "socket"
-    socket.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        shutil.chown(socket, "postgres")
+    server = PostgresServer()
     try:
-        subprocess.run(
-            _as_server_user([initdb, "-D", str(data), "-A", "trust", "-U", "itsm", "-E", "UTF8"]),
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
-        options = f"-k {socket} -c listen_addresses='' -c fsync=off -p 5432"
-        subprocess.run(
-            _as_server_user([pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"),
-                             "-w", "-t", "60", "start"]),
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
-        try:
-            yield f"host={socket} port=5432 user=itsm dbname=postgres"
-        finally:
-            subprocess.run(
-                _as_server_user([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]),
-                check=False, capture_output=True, timeout=120,
-            )  # fmt: skip
+        yield server.start()
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        server.stop()

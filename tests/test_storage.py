@@ -15,12 +15,19 @@ import pytest
 
 from itsmcore import Incident
 from itsmcore._time import to_us
-from itsmcore.errors import ConcurrencyError, CorruptionError
+from itsmcore.errors import (
+    ConcurrencyError,
+    CorruptionError,
+    StoreBusyError,
+    TransientError,
+    ValidationError,
+)
 from itsmcore.events import Event
 from itsmcore.repository import RecordKind, kinds
 from itsmcore.storage import InMemoryStore, PostgresStore, SQLiteStore
 from itsmcore.storage._core import EventRow, decode, encode
 from itsmcore.testing import T0, RecordKindContract, RepositoryContract
+from postgres_server import REQUIRED
 
 INCIDENTS = next(k for k in kinds() if k.name == "incidents")
 
@@ -306,3 +313,103 @@ def test_rows_that_do_not_fit_their_event_are_typed_errors_naming_why(
     with pytest.raises(CorruptionError, match=where) as e:
         decode("incidents", "INC1", row)
     assert names in str(e.value)
+
+
+# --------------------------------------------------------------------------- store-specific
+
+
+def test_sqlite_waiting_past_its_timeout_is_a_typed_retryable_error(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "desk.sqlite3", timeout=0.05)
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the write lock
+    try:
+        with store.unit_of_work() as uow:
+            uow.incidents.add(_opened("INC1"))
+            with pytest.raises(StoreBusyError, match="write lock") as err:
+                uow.commit()
+            assert isinstance(err.value, TransientError)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    with store.unit_of_work() as uow:  # nothing was written, and the store works on
+        uow.incidents.add(_opened("INC1"))
+        uow.commit()
+    with pytest.raises(ValidationError, match="timeout"):
+        SQLiteStore(tmp_path / "other.sqlite3", timeout=-1)
+
+
+def _swap_pairs(dsn: str, name: str, rounds: int, errors: list[BaseException]) -> None:
+    """Save INC1 and INC2 together, in the order the name says, retrying lost races."""
+    store = PostgresStore(dsn)
+    order = ["INC1", "INC2"] if name.endswith("a") else ["INC2", "INC1"]
+    done = 0
+    while done < rounds:
+        try:
+            with store.unit_of_work() as uow:
+                for record_id in order:
+                    record = uow.incidents.get(record_id)
+                    uow.incidents.save(record.comment(text=name, at=T0, by=name))
+                uow.commit()
+                done += 1
+        except ConcurrencyError:
+            continue
+        except BaseException as exc:  # noqa: BLE001 - any other error fails the test
+            errors.append(exc)
+            return
+    store.close()
+
+
+def test_postgres_units_saving_overlapping_records_in_any_order_only_lose_races(
+    postgres_database: str,
+) -> None:
+    import threading  # noqa: PLC0415
+
+    store = PostgresStore(postgres_database)
+    with store.unit_of_work() as uow:
+        uow.incidents.add(_opened("INC1"))
+        uow.incidents.add(_opened("INC2"))
+        uow.commit()
+    errors: list[BaseException] = []
+    names = [f"t{k}{'ab'[k % 2]}" for k in range(6)]
+    threads = [
+        threading.Thread(target=_swap_pairs, args=(postgres_database, n, 15, errors)) for n in names
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []  # never a raw psycopg error (a deadlock used to escape as one)
+    with store.unit_of_work() as uow:
+        for record_id in ("INC1", "INC2"):
+            history = uow.incidents.history(record_id)
+            assert len(history) == 1 + 6 * 15  # every unit wrote both records, none lost
+    store.close()
+
+
+def test_postgres_after_a_server_restart_the_next_unit_of_work_works() -> None:
+    from postgres_server import PostgresServer  # noqa: PLC0415
+
+    try:
+        server = PostgresServer()
+        dsn = server.start()
+    except Exception as exc:  # noqa: BLE001 - the same rule as the session fixture
+        if REQUIRED:
+            pytest.fail(f"PostgreSQL is required but: {exc!r}")
+        pytest.skip(f"no PostgreSQL server could be started: {exc!r}")
+    try:
+        store = PostgresStore(dsn)
+        with store.unit_of_work() as a, store.unit_of_work() as b:  # two pooled connections
+            a.incidents.add(_opened("INC1"))
+            a.commit()
+            b.incidents.get("INC1")
+        server.restart()
+        for k in range(3):  # each pooled connection died; each unit of work still works
+            with store.unit_of_work() as uow:
+                record = uow.incidents.get("INC1")
+                uow.incidents.save(record.comment(text=f"after {k}", at=T0, by="sam"))
+                uow.commit()
+        with store.unit_of_work() as uow:
+            assert uow.incidents.get("INC1").version == 4
+        store.close()
+    finally:
+        server.stop()

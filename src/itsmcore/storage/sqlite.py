@@ -59,7 +59,9 @@ class SQLiteStore(PooledStore):
     """Records and their histories in a SQLite file.
 
     ``":memory:"`` is refused: each unit of work opens its own connection, and those would
-    not share an in-memory database (use ``InMemoryStore``).
+    not share an in-memory database (use ``InMemoryStore``). A commit waits up to
+    ``timeout`` seconds (30 by default) for another writer's lock, then raises
+    ``StoreBusyError``.
 
     >>> import tempfile, pathlib
     >>> from datetime import UTC, datetime
@@ -76,12 +78,22 @@ class SQLiteStore(PooledStore):
     ['INC1']
     """
 
-    def __init__(self, path: str | Path, *, kinds: Iterable[RecordKind[Any]] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        kinds: Iterable[RecordKind[Any]] | None = None,
+        timeout: float = _BUSY_TIMEOUT_S,
+    ) -> None:
         if str(path) == ":memory:" or not str(path):
             raise ValidationError("SQLiteStore needs a file path; use InMemoryStore in memory")
         self.path = str(path)
         self._kinds = None if kinds is None else tuple(kinds)
-        self._keep(Pool(partial(_connect, self.path), _clean))
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0:
+            raise ValidationError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
+        self.timeout = float(timeout)
+        """How long a commit waits for another writer's lock before ``StoreBusyError``."""
+        self._keep(Pool(partial(_connect, self.path, self.timeout), _clean))
         self._schema: frozenset[object] = frozenset()
         self._schema_lock = threading.Lock()
         with _connect(self.path) as conn:
@@ -136,12 +148,10 @@ def _ddl(column: Column) -> str:
     return column.sql_type
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _connect(path: str, timeout: float = _BUSY_TIMEOUT_S) -> sqlite3.Connection:
     # Autocommit mode: transactions are begun explicitly, so reads never hold locks. A pooled
     # connection serves one unit of work at a time, whichever thread runs it.
-    conn = sqlite3.connect(
-        path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-    )
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA synchronous=NORMAL")  # durable across crashes of the process in WAL
     return conn
 
@@ -191,7 +201,7 @@ class _SQLiteSession:
         except sqlite3.OperationalError as exc:
             # The write lock stayed taken longer than the busy timeout: nothing was written.
             if "locked" in str(exc) or "busy" in str(exc):
-                msg = f"{exc}: another writer held the SQLite write lock for {_BUSY_TIMEOUT_S} s"
+                msg = f"{exc}: another writer held the SQLite write lock past the timeout"
                 raise StoreBusyError(msg) from exc
             raise
 
