@@ -358,12 +358,11 @@ class SLADefinition:
     ) -> SLADefinition:
         if classify is None:  # the priority: its classes are known, and it is a plain field
             return cls(cancel=_canceled, reads=(*reads, "priority"), **definition)
-        return cls(
-            cancel=_canceled,
-            classify=classify,
-            classes=None if classes is None else frozenset(classes),
-            **definition,
-        )
+        try:
+            known = None if classes is None else frozenset(classes)
+        except TypeError:
+            raise DefinitionError(f"classes must be a collection, got {classes!r}") from None
+        return cls(cancel=_canceled, classify=classify, classes=known, **definition)
 
     @classmethod
     def incident_response(
@@ -414,9 +413,14 @@ class SLADefinition:
         )
         if pause_on is None:
             return definition
-        if isinstance(pause_on, str):
-            raise DefinitionError(f"{name}: pause_on takes a collection of hold reasons")
-        reasons = frozenset(str(r) for r in pause_on)
+        try:
+            if isinstance(pause_on, str):
+                raise TypeError  # noqa: TRY301 - one message for both mistakes
+            reasons = frozenset(str(r) for r in pause_on)
+        except TypeError:
+            raise DefinitionError(
+                f"{name}: pause_on takes a collection of hold reasons, got {pause_on!r}"
+            ) from None
         return attrs.evolve(
             definition,
             pause=_PausedFor(reasons),

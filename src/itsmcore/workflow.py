@@ -38,20 +38,44 @@ refuses it and says why. ``context`` holds the verb's arguments (``code``, ``not
 _TRIGGER_RE = re.compile(r"[a-z][a-z0-9_]*")
 
 
+def _names(value: object, what: str) -> list[str]:
+    """State names from one name or a collection of them (``DefinitionError`` otherwise)."""
+    items: Any = [value] if isinstance(value, str) else value
+    try:
+        names: list[str] = list(items)
+    except TypeError:
+        raise DefinitionError(f"{what} must be a state name or names, got {value!r}") from None
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise DefinitionError(f"{what} must be non-empty state names, got {name!r}")
+    return names
+
+
 def _states(value: str | Iterable[str]) -> frozenset[str]:
-    return frozenset([value] if isinstance(value, str) else value)
+    return frozenset(_names(value, "states"))
 
 
 def _state_list(value: Iterable[str]) -> tuple[str, ...]:
-    return tuple(value)
+    if isinstance(value, str):
+        raise DefinitionError(f"states must be a collection of names, not the string {value!r}")
+    return tuple(_names(value, "states"))
 
 
 def _guards(value: Iterable[Guard]) -> tuple[Guard, ...]:
-    return tuple(value)
+    try:
+        guards = tuple(value)
+    except TypeError:
+        raise DefinitionError(f"guards must be a collection of functions: {value!r}") from None
+    if not all(callable(g) for g in guards):
+        raise DefinitionError(f"guards must be functions guard(record, context): {guards!r}")
+    return guards
 
 
 def _rows(value: Iterable[Transition]) -> tuple[Transition, ...]:
-    return tuple(value)
+    rows = tuple(value) if not isinstance(value, str | bytes) else (value,)
+    if not all(isinstance(r, Transition) for r in rows):
+        raise DefinitionError(f"transitions must be Transition rows, got {value!r}")
+    return rows
 
 
 def _tags(value: Mapping[str, str | Iterable[str]] | None) -> dict[str, frozenset[str]]:
@@ -141,6 +165,10 @@ class Workflow:
     )
 
     def __attrs_post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise DefinitionError(f"a workflow needs a name, got {self.name!r}")
+        if not isinstance(self.initial, str):
+            raise DefinitionError(f"initial must be a state name, got {self.initial!r}")
         known = set(self.states)
         if not self.states or len(known) != len(self.states):
             raise DefinitionError(
