@@ -22,6 +22,7 @@ from itsmcore import (
     ValidationError,
     Workflow,
 )
+from itsmcore.calendar import MAX_SPAN
 from itsmcore.sla import Reclassification, Reopen, SLADefinition, SLAKind
 
 T0 = datetime(2025, 3, 3, 9, tzinfo=UTC)
@@ -153,3 +154,58 @@ def test_diagrams_quote_state_names_that_are_not_identifiers() -> None:
     dot = wf.to_dot()
     assert dot.startswith('digraph "a \\"quoted\\" flow" {')
     assert '"state1" -> "do\\"ne" [label="finish"];' in dot
+
+
+# --------------------------------------------------------------------------- bounded cost
+
+
+OFFICE = BusinessCalendar.weekly({"mon-fri": "09:00-17:00"}, tz="Europe/Berlin")
+
+
+@pytest.mark.parametrize(
+    "ask",
+    [
+        # Each of these expanded centuries under the calendar's lock (51 s and 1.3 GB for the
+        # first); each is now refused at once or after at most a hundred years of expansion.
+        lambda cal: cal.elapsed(datetime(1, 2, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)),
+        lambda cal: cal.add(T0, timedelta(days=10**6)),
+        lambda cal: cal.add(T0, -timedelta(days=10**6)),
+        lambda _cal: BusinessCalendar.always().next_close(T0),
+        lambda cal: SLADefinition.incident_resolution(TARGETS, cal).evaluate(
+            incident(), at=datetime(9000, 1, 1, tzinfo=UTC)
+        ),
+    ],
+)
+def test_questions_over_unbounded_spans_are_refused(
+    ask: Callable[[BusinessCalendar], object],
+) -> None:
+    with pytest.raises(ValidationError, match="36,525 days"):
+        ask(BusinessCalendar.weekly({"mon-fri": "09:00-17:00"}, tz="Europe/Berlin"))
+
+
+def test_a_target_the_calendar_cannot_deliver_within_the_limit_is_refused_when_defined() -> None:
+    with pytest.raises(DefinitionError, match="needs more than 36,525 days"):
+        SLADefinition.incident_resolution({p: timedelta(days=10**6) for p in Priority}, OFFICE)
+
+
+def test_long_questions_within_the_limit_still_work_from_either_side_of_a_full_segment() -> None:
+    cal = BusinessCalendar.weekly({"mon-fri": "09:00-17:00"}, tz="UTC")
+    monday_2000 = datetime(2000, 1, 3, tzinfo=UTC)  # a Monday
+    weeks = 5_000  # 96 years
+    assert cal.elapsed(monday_2000, monday_2000 + timedelta(weeks=weeks)) == (
+        timedelta(hours=40) * weeks
+    )
+    monday = datetime(2001, 1, 1, 9, tzinfo=UTC)
+    assert cal.add(monday, -timedelta(hours=8) * 5 * 52 * 3) == monday - timedelta(weeks=156)
+    friday_close = monday + timedelta(weeks=156) - timedelta(days=2, hours=16)  # earliest
+    assert cal.add(monday, timedelta(hours=8) * 5 * 52 * 3) == friday_close
+
+
+def test_the_calendar_cache_stays_bounded_under_scattered_questions() -> None:
+    cal = BusinessCalendar.weekly({"mon-fri": "09:00-17:00"}, tz="Europe/Berlin")
+    for year in range(100, 9900, 37):  # 265 questions, each centuries from the last
+        day = datetime(year, 6, 2, tzinfo=UTC)
+        assert cal.elapsed(day, day + timedelta(days=7)) == timedelta(hours=40)
+    segments = cal._cache.segments
+    assert len(segments) <= 16
+    assert sum(s.hi - s.lo for s in segments) <= 2 * (MAX_SPAN // timedelta(microseconds=1))

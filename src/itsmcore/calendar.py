@@ -13,6 +13,7 @@ the instant of the jump; a time they show twice (autumn fold) maps to its first 
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from bisect import bisect_left, bisect_right
@@ -49,6 +50,17 @@ _TIME_RE: Final = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 # days of slack so that expanding the local days around an instant never overflows.
 _MIN_US: Final = (datetime(1, 1, 10, tzinfo=UTC) - EPOCH) // MICROSECOND
 _MAX_US: Final = (datetime(9999, 12, 20, tzinfo=UTC) - EPOCH) // MICROSECOND
+MAX_SPAN: Final = timedelta(days=36_525)
+"""The longest stretch of time one question may cover: a hundred years.
+
+Business time is counted over open intervals expanded from the weekly pattern; a question
+over a longer stretch (an ``elapsed`` from year 1, an ``add`` of a million days, a
+``next_close`` on a calendar that never closes) is refused at once with a
+``ValidationError`` instead of expanding centuries under the calendar's lock. A hundred
+years of a Mon-Fri calendar take about half a second and some 20 MB the first time."""
+_MAX_SPAN_US: Final = MAX_SPAN // MICROSECOND
+_MAX_CACHED_US: Final = 2 * _MAX_SPAN_US  # all of a calendar's cached segments together
+_MAX_SEGMENTS: Final = 16
 
 Interval = tuple[int, int]
 """A half-open interval ``[start, end)`` in microseconds since the epoch."""
@@ -267,6 +279,7 @@ class _Index:
         "mirror",
         "ruler",
         "starts",
+        "used",
     )
 
     def __init__(self, lo: int, hi: int, intervals: list[Interval]) -> None:
@@ -284,6 +297,7 @@ class _Index:
         self._np: tuple[Any, ...] | None = None
         self.ruler: Ruler | None = None
         self.mirror: _Mirror | None = None
+        self.used = next(_TICKS)  # when a question last needed it (evict the oldest)
 
     def position(self, t: int) -> int:
         """Open microseconds from ``lo`` up to ``t`` (``lo <= t < hi``)."""
@@ -319,6 +333,9 @@ class _Index:
                 for a in (self.starts, self.ends, self.cum, self.cum_end, self.base)
             )
         return self._np
+
+
+_TICKS: Final = itertools.count()
 
 
 class _Mirror(NamedTuple):
@@ -576,19 +593,32 @@ class BusinessCalendar:
         for index in cache.segments:
             if index.lo <= lo and hi < index.hi:
                 cache.index = index
+                index.used = next(_TICKS)
                 return index
         if lo < _MIN_US or hi >= _MAX_US:
             raise ValidationError("business time is only counted between years 1 and 9999")
+        if hi - lo > _MAX_SPAN_US:
+            raise ValidationError(
+                f"one question may cover at most {MAX_SPAN.days:,} days ({MAX_SPAN.days // 365}"
+                f" years) of time; this one covers {(hi - lo) // (_DAY_S * US_PER_SECOND):,}"
+            )
         with cache.lock:
             near = [s for s in cache.segments if s.lo - _reach(s) <= hi and lo < s.hi + _reach(s)]
             if any(s.lo <= lo and hi < s.hi for s in near):  # another thread grew it meanwhile
                 return self._cover(lo, hi)
-            width = sum(s.hi - s.lo for s in near)
-            new_lo = min([lo - max(width, _WEEK_US), *(s.lo for s in near)])
-            new_hi = max([hi + max(width, _WEEK_US), *(s.hi for s in near)])
-            if near:
-                new_lo = near[0].lo if lo >= near[0].lo else new_lo
-                new_hi = near[-1].hi if hi < near[-1].hi else new_hi
+            core_lo = min([lo, *(s.lo for s in near)])
+            core_hi = max([hi, *(s.hi for s in near)])
+            if core_hi - core_lo > _MAX_SPAN_US:  # too far apart to join: a segment of its own
+                near, core_lo, core_hi = [], lo, hi
+            # Grow by at least the width already indexed (so growing is amortised), on the
+            # sides the question reached past, and never past the span limit.
+            margin = max(sum(s.hi - s.lo for s in near), _WEEK_US)
+            spare = _MAX_SPAN_US - (core_hi - core_lo)
+            # Close to the limit, take the rest at once: halving the spare each time would
+            # creep towards the limit forever.
+            margin = min(margin, spare // 2) if spare // 2 >= _WEEK_US else spare
+            new_lo = core_lo - margin if not near or lo < near[0].lo else core_lo
+            new_hi = core_hi + margin if not near or hi >= near[-1].hi else core_hi
             new_lo, new_hi = max(new_lo, _MIN_US), min(new_hi, _MAX_US)
             pieces: list[Interval] = []
             edge = new_lo
@@ -599,7 +629,15 @@ class BusinessCalendar:
             pieces += self._expand(edge, new_hi)
             index = _Index(new_lo, new_hi, _merge(pieces))
             kept = [s for s in cache.segments if s not in near]
-            cache.segments = tuple(sorted([*kept, index], key=lambda s: s.lo))
+            # Bounded: the segments used least recently go first (questions scattered over
+            # the centuries would otherwise keep every one of them).
+            kept.sort(key=attrgetter("used"))
+            while kept and (
+                len(kept) >= _MAX_SEGMENTS
+                or sum(s.hi - s.lo for s in kept) + (new_hi - new_lo) > _MAX_CACHED_US
+            ):
+                kept.pop(0)
+            cache.segments = tuple(sorted([*kept, index], key=attrgetter("lo")))
             cache.index = index
             return index
 
@@ -735,23 +773,35 @@ class BusinessCalendar:
                 i = bisect_left(index.cum_end, target)
                 if i < len(index.starts):
                     return target - index.base[i]
-                if index.hi >= _MAX_US:
-                    raise ValidationError(
-                        f"no open time left before the year 9999 to add {MICROSECOND * d}"
-                    )
-                grown = self._cover(index.lo, index.hi)
             else:
                 i = bisect_right(index.cum, target) - 1
                 if i > 0:
                     return target - index.base[i]
-                if index.lo <= _MIN_US:
-                    raise ValidationError(
-                        f"no open time left after the year 1 to count back {MICROSECOND * -d}"
-                    )
-                grown = self._cover(index.lo - 1, index.hi - 1)
+            grown = self._grow_for(index, a, d)
             # Positions are relative to the index's start: carry the target over.
             target += grown.position(a) - index.position(a)
             index = grown
+
+    def _grow_for(self, index: _Index, a: int, d: int) -> _Index:
+        """An index reaching further from ``a`` in the direction of ``d``, within the limits."""
+        what = f"adding {MICROSECOND * d}" if d > 0 else f"counting back {MICROSECOND * -d}"
+        if index.hi >= _MAX_US if d > 0 else index.lo <= _MIN_US:
+            raise ValidationError(f"no open time left within the years 1 to 9999 for {what}")
+        if index.hi - index.lo < _MAX_SPAN_US:  # grow it (by at least its own width)
+            return (
+                self._cover(index.lo, index.hi)
+                if d > 0
+                else self._cover(index.lo - 1, index.hi - 1)
+            )
+        # A full segment, but mostly on the wrong side of ``a``: one from ``a`` onwards.
+        if d > 0 and index.hi - a < _MAX_SPAN_US:
+            return self._cover(a, min(a + _MAX_SPAN_US, _MAX_US - 1))
+        if d < 0 and a - index.lo < _MAX_SPAN_US:
+            return self._cover(max(a - _MAX_SPAN_US, _MIN_US), a)
+        raise ValidationError(
+            f"{what} of business time reaches past {MAX_SPAN.days:,} days of time, the most one "
+            "question may cover"
+        )
 
     def is_open(self, at: datetime) -> bool:
         """Whether business time is running at ``at``."""
@@ -788,6 +838,11 @@ class BusinessCalendar:
     def _grow_right(self, index: _Index) -> _Index:
         if index.hi >= _MAX_US:
             raise ValidationError("the calendar has no open time before the year 9999")
+        if index.hi - index.lo >= _MAX_SPAN_US:
+            raise ValidationError(
+                f"the calendar does not change between open and closed within {MAX_SPAN.days:,}"
+                " days, the most one question may cover (a calendar always open never closes)"
+            )
         return self._cover(index.lo, index.hi)
 
     def open_intervals(self, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, Protocol, Typ
 import attrs
 
 from itsmcore._time import EPOCH, MICROSECOND, from_us, require_aware, to_us
-from itsmcore.calendar import BusinessCalendar, Ruler
+from itsmcore.calendar import MAX_SPAN, BusinessCalendar, Ruler
 from itsmcore.errors import DefinitionError, ValidationError
 from itsmcore.priority import Priority
 from itsmcore.workflow import CANCELED, MET, PAUSED
@@ -249,6 +249,15 @@ class SLADefinition:
             raise DefinitionError(f"{self.name}: reads must name record fields, got {self.reads!r}")
         if not isinstance(self.calendar, BusinessCalendar):
             raise DefinitionError(f"{self.name}: calendar must be a BusinessCalendar")
+        # A target the calendar needs more than MAX_SPAN to deliver could never be evaluated.
+        weekly = sum(end - start for day in self.calendar.week for start, end in day)
+        longest = MICROSECOND * ((MAX_SPAN // MICROSECOND) * weekly // (7 * 86_400))
+        too_long = [k for k, t in self.targets.items() if t is not None and t > longest]
+        if too_long:
+            raise DefinitionError(
+                f"{self.name}: the target for {too_long[0]!r} needs more than {MAX_SPAN.days:,} "
+                f"days of this calendar (at most {longest} of business time)"
+            )
         # Keeping a replayed snapshot's history current costs a tuple per event: only if read.
         object.__setattr__(
             self,
