@@ -209,3 +209,17 @@ def test_the_calendar_cache_stays_bounded_under_scattered_questions() -> None:
     segments = cal._cache.segments
     assert len(segments) <= 16
     assert sum(s.hi - s.lo for s in segments) <= 2 * (MAX_SPAN // timedelta(microseconds=1))
+
+
+def test_a_record_holds_a_bounded_number_of_events() -> None:
+    from itsmcore.record import MAX_EVENTS  # noqa: PLC0415
+
+    record = incident()
+    for _ in range(MAX_EVENTS - 1):
+        record = record.comment(text="still waiting", at=T0, by="mia")
+    assert record.version == MAX_EVENTS
+    with pytest.raises(ValidationError, match="holds 10,000 events, the most one record may"):
+        record.comment(text="one more", at=T0, by="mia")
+    with pytest.raises(ValidationError, match="the most one record may"):
+        record.update(title=record.title, at=T0, by="mia")  # even a change of nothing
+    assert Incident.replay(record.history) == record  # what is stored still loads

@@ -39,6 +39,7 @@ from itsmcore.events import Event, StateChanged, event_types, utc
 from itsmcore.workflow import ACTIVE, Workflow
 
 __all__ = [
+    "MAX_EVENTS",
     "MAX_LABEL",
     "MAX_TEXT",
     "Column",
@@ -69,6 +70,18 @@ MAX_LABEL: Final = 255
 indexed by the stores, and every store keeps this many."""
 MAX_TEXT: Final = 100_000
 """The longest free text (title, notes, a comment) in characters."""
+MAX_EVENTS: Final = 10_000
+"""The most events one record holds. Loading a record replays its whole history, and a
+verb copies it: the cap bounds both (a 10,000-event incident loads from SQLite in about
+50 ms). Real tickets have tens of events; a record that reaches the cap is refused further
+changes with a ``ValidationError``, and the work goes on in a follow-up record."""
+
+
+def _too_long(record_id: str) -> str:
+    return (
+        f"{record_id} holds {MAX_EVENTS:,} events, the most one record may; record further "
+        "work on a follow-up record (e.g. a child incident) that links to it"
+    )
 
 
 def storable(value: str, name: str) -> str:
@@ -504,7 +517,10 @@ class Record:
         """
         # The checks of _check, inline: this is every verb's path (a call is ~5% of a verb).
         at = utc(at)
-        last = self.history[-1].at
+        history = self.history
+        if len(history) >= MAX_EVENTS:
+            raise ValidationError(_too_long(self.id))
+        last = history[-1].at
         if at < last:
             raise ValidationError(
                 f"{self.id}: {trigger} at {at.isoformat()} is before the last event "
@@ -515,6 +531,8 @@ class Record:
 
     def _check(self, trigger: str, at: datetime, /, **data: Any) -> tuple[datetime, str]:
         """``at`` in UTC and the state ``trigger`` leads to, if it may fire at ``at``."""
+        if len(self.history) >= MAX_EVENTS:
+            raise ValidationError(_too_long(self.id))
         at = utc(at)
         last = self.history[-1].at
         if at < last:

@@ -14,7 +14,7 @@ work is written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Any, Final, Generic, Protocol, Self, TypeVar
@@ -98,6 +98,20 @@ class RecordKind(Generic[R]):
         """The column ``find`` orders by when not told otherwise."""
         return next((c.name for c in self.columns if c.range is not None), "id")
 
+    def _keyset(self, after: Any, order_by: str, offset: int) -> tuple[object, str] | None:
+        """``(order value, id)`` of the record a page starts after."""
+        if after is None:
+            return None
+        if not isinstance(after, self.cls):
+            raise ValidationError(
+                f"after= takes the last {self.cls.__name__} of the previous page, got "
+                f"{type(after).__name__}"
+            )
+        if offset:
+            raise ValidationError("page with after= or with offset=, not both")
+        record_id: str = after.id  # type: ignore[attr-defined]
+        return (record_id if order_by == "id" else self.values(after)[order_by], record_id)
+
     def query(self, **filters: Any) -> Query:
         """A ``Query`` from ``find``'s keyword arguments, each value checked against its column."""
         order_by = filters.pop("order_by", None)
@@ -112,6 +126,7 @@ class RecordKind(Generic[R]):
         if limit is not None:
             limit = _count(limit, "limit")
         offset = _count(offset, "offset")
+        after = self._keyset(filters.pop("after", None), order_by, offset)
         unknown = sorted(set(filters) - set(self._filters))
         if unknown:
             allowed = ", ".join(sorted(self._filters))
@@ -135,8 +150,30 @@ class RecordKind(Generic[R]):
             descending=descending,
             limit=limit,
             offset=offset,
+            after=after,
             columns=self.column_names,
         )
+
+
+class _Reversed:
+    """A sort key that compares in reverse (``None`` only ever meets ``None``)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __lt__(self, other: _Reversed) -> bool:
+        return bool(other.value < self.value) if self.value is not None else False
+
+    def __gt__(self, other: _Reversed) -> bool:
+        return bool(other.value > self.value) if self.value is not None else False
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Reversed) and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
 
 
 def _count(value: object, name: str) -> int:
@@ -205,7 +242,10 @@ class Query:
 
     ``equal`` lists ``(column, values)``: the column holds one of the values. ``ranges``
     lists ``(column, from, until)``: from inclusive, until exclusive, ``None`` for open.
-    ``columns`` are the kind's column names: a store builds SQL only from those.
+    Records with a value in ``order_by`` come first (in either direction), then those
+    without, by id. ``after`` is ``(order value, id)`` of the last record of the previous
+    page: the page starts after it. ``columns`` are the kind's column names: a store builds
+    SQL only from those.
     """
 
     equal: tuple[tuple[str, tuple[object, ...]], ...] = ()
@@ -214,7 +254,25 @@ class Query:
     descending: bool = False
     limit: int | None = None
     offset: int = 0
+    after: tuple[object, str] | None = None
     columns: frozenset[str] = frozenset()
+
+    def sort_key(self, record_id: str, values: Mapping[str, object]) -> tuple[Any, ...]:
+        """Where a record falls in this query's order (ascending keys; see ``descending``).
+
+        Not for SQL stores, which order with their indexes: for stores that sort in Python.
+        """
+        value = record_id if self.order_by == "id" else values.get(self.order_by)
+        if self.descending:
+            return (value is None, _Reversed(value), _Reversed(record_id))
+        return (value is None, value, record_id)
+
+    def is_after(self, record_id: str, values: Mapping[str, object]) -> bool:
+        """Whether a record comes after ``after`` in this query's order."""
+        if self.after is None:
+            return True
+        value, last_id = self.after
+        return self.sort_key(record_id, values) > self.sort_key(last_id, {self.order_by: value})
 
     def matches(self, values: Mapping[str, object]) -> bool:
         """Whether a record with these stored column values passes every filter."""
@@ -252,7 +310,15 @@ class Repository(Protocol[R]):
 
         Filters are the kind's indexed columns (``state="new"``, ``priority=[1, 2]``) and
         their range names (``opened_from=``, ``opened_until=``); ``order_by``,
-        ``descending``, ``limit`` and ``offset`` order and page.
+        ``descending``, ``limit`` and ``offset`` order and page; ``after=`` (the last record
+        of the previous page) pages by keyset, as cheap on the last page as on the first.
+        """
+        ...
+
+    def iterate(self, *, batch: int = 500, **filters: Any) -> Iterator[R]:
+        """Every record ``find(**filters)`` would return, ``batch`` at a time (keyset pages).
+
+        Memory stays bounded by the batch; run it inside the unit of work.
         """
         ...
 

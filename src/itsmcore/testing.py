@@ -806,6 +806,59 @@ class RepositoryContract:
             ]  # fmt: skip
             assert [r.id for r in find(order_by="assignment_group")] == ["T1", "T2", "T3", "T4"]
 
+    def test_pages_by_offset_and_by_keyset_agree_with_one_sorted_list(self, store: Any) -> None:
+        # 30 tickets, points None or 1-3 (many ties, many empty): every way of paging must
+        # give the order a plain sort gives, empty values last in both directions.
+        points = [None if k % 4 == 0 else 1 + k * 7 % 3 for k in range(30)]
+        with store.unit_of_work() as uow:
+            for k, p in enumerate(points):
+                record = _ticket(f"T{k:02d}", at=T0 + timedelta(minutes=k % 5))
+                if p is not None:
+                    record = record.estimate(points=p, at=record.opened_at, by="kim")
+                uow.contract_tickets.add(record)
+            uow.commit()
+        with store.unit_of_work() as uow:
+            tickets = uow.contract_tickets
+            for order_by in ("points", "opened_at", "id"):
+                for descending in (False, True):
+                    everything = tickets.find(order_by=order_by, descending=descending)
+
+                    def key(t: Ticket, order_by: str = order_by) -> Any:
+                        return t.id if order_by == "id" else TICKETS.values(t)[order_by]
+
+                    valued = sorted(
+                        (t for t in everything if key(t) is not None),
+                        key=lambda t: (key(t), t.id),
+                        reverse=descending,
+                    )
+                    empty = sorted(
+                        (t for t in everything if key(t) is None),
+                        key=lambda t: t.id,
+                        reverse=descending,
+                    )
+                    expected = [t.id for t in (*valued, *empty)]
+                    assert [t.id for t in everything] == expected, (order_by, descending)
+                    spec = {"order_by": order_by, "descending": descending}
+                    pages, after = [], None
+                    while True:
+                        page = tickets.find(**spec, limit=4, after=after)
+                        pages += [t.id for t in page]
+                        if len(page) < 4:
+                            break
+                        after = page[-1]
+                    assert pages == expected
+                    for offset in (0, 5, 21, 22, 23, 29, 30, 31):
+                        page = tickets.find(**spec, limit=5, offset=offset)
+                        assert [t.id for t in page] == expected[offset : offset + 5]
+                    assert [t.id for t in tickets.iterate(batch=3, **spec)] == expected
+            assert [t.id for t in tickets.iterate(batch=2, points=[1, 2])] == [
+                t.id for t in tickets.find(points=[1, 2])
+            ]
+            with pytest.raises(ValidationError, match="not both"):
+                tickets.find(after=everything[0], offset=1)
+            with pytest.raises(ValidationError, match="after= takes the last Ticket"):
+                tickets.find(after="T01")
+
     def test_indexed_columns_follow_every_save(self, store: Any) -> None:
         # Stores may rewrite only the columns a save changes: whichever way a record reaches
         # a save (added and saved before commit, saved again after a commit in the same unit

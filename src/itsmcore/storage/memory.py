@@ -77,16 +77,10 @@ class _MemorySession:
                 if k == kind and query.matches(columns)
             ]
 
-        def value(row: tuple[str, dict[str, object]]) -> Any:
-            return row[0] if query.order_by == "id" else row[1].get(query.order_by)
-
         # Like the SQL stores: None last in both directions, ties broken by id in the order's
-        # direction.
-        rows.sort(
-            key=lambda row: (value(row) is None, value(row), row[0]), reverse=query.descending
-        )
-        if query.descending:
-            rows.sort(key=lambda row: value(row) is None)  # stable: keeps the descending order
+        # direction, pages after a keyset.
+        rows = [row for row in rows if query.is_after(*row)]
+        rows.sort(key=lambda row: query.sort_key(*row))
         end = None if query.limit is None else query.offset + query.limit
         return [record_id for record_id, _ in rows[query.offset : end]]
 

@@ -201,8 +201,15 @@ class _PostgresSession:
         return out
 
     def query(self, kind: str, query: Query) -> list[str]:
-        sql, params = select_ids(kind, query, "%s", arrays=True, no_limit=None)
-        return self._call(lambda conn: [row[0] for row in conn.execute(sql, params)])
+        return self._call(
+            lambda conn: select_ids(
+                lambda sql, params: conn.execute(sql, params).fetchall(),
+                kind,
+                query,
+                "%s",
+                arrays=True,
+            )
+        )
 
     def write(self, changes: Sequence[RecordWrite]) -> None:
         psycopg = _psycopg()

@@ -192,8 +192,10 @@ class _SQLiteSession:
         return out
 
     def query(self, kind: str, query: Query) -> list[str]:
-        sql, params = select_ids(kind, query, "?", arrays=False, no_limit=-1)
-        return [row[0] for row in self._conn.execute(sql, params)]
+        conn = self._conn
+        return select_ids(
+            lambda sql, params: conn.execute(sql, params).fetchall(), kind, query, "?", arrays=False
+        )
 
     def write(self, changes: Sequence[RecordWrite]) -> None:
         try:
