@@ -116,7 +116,9 @@ class RecordKind(Generic[R]):
         """A ``Query`` from ``find``'s keyword arguments, each value checked against its column."""
         order_by = filters.pop("order_by", None)
         order_by = self.default_order if order_by is None else order_by
-        if order_by != "id" and order_by not in self.column_names:
+        if not isinstance(order_by, str) or (
+            order_by != "id" and order_by not in self.column_names
+        ):
             allowed = ", ".join(sorted(self.column_names | {"id"}))
             raise ValidationError(f"cannot order by {order_by!r}; use one of {allowed}")
         descending = filters.pop("descending", False)

@@ -544,6 +544,7 @@ class _Repository:
 
     def _stored(self, record_id: str) -> Any:
         """The record as the store holds it, read now (``NotFoundError`` if it has none)."""
+        _check_id(record_id)
         rows = self._uow.session.load(self._kind.name, record_id)
         if not rows:
             raise NotFoundError(record_id, kind=self._kind.cls.__name__.lower())
@@ -551,6 +552,7 @@ class _Repository:
 
     def get(self, record_id: str) -> Any:
         self._uow.check_open()
+        _check_id(record_id)
         staged = self._uow.staged.get(self._key(record_id))
         if staged is not None:
             return staged[1]
@@ -627,10 +629,16 @@ class _Repository:
 
     def history(self, record_id: str) -> tuple[Event, ...]:
         self._uow.check_open()
+        _check_id(record_id)
         rows = self._uow.session.load(self._kind.name, record_id)
         if not rows:
             raise NotFoundError(record_id, kind=self._kind.cls.__name__.lower())
         return tuple(decode(self._kind.name, record_id, row) for row in rows)
+
+
+def _check_id(record_id: object) -> None:
+    if not isinstance(record_id, str):
+        raise ValidationError(f"record ids are strings, got {type(record_id).__name__}")
 
 
 class UnitOfWorkBase:
