@@ -296,7 +296,7 @@ _OPENED = json.loads(encode(1, _opened("INC1").history[0]).data)
     [
         ({k: v for k, v in _OPENED.items() if k != "title"}, "title"),
         ({**_OPENED, "impact": "severe"}, "severe"),
-        ({**_OPENED, "channel": "pigeon"}, "pigeon"),
+        ({**_OPENED, "channel": 7}, "7 is not a str"),
         ({**_OPENED, "at": 1741000000}, "not an ISO datetime"),
         ({**_OPENED, "title": 42}, "42 is not a str"),
         ({**_OPENED, "priority_overridden": "no"}, "is not a bool"),

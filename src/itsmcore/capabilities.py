@@ -54,15 +54,33 @@ __all__ = [
 DEFAULT_MATRIX: Final = PriorityMatrix.itil_default()
 
 
+class _Keep:
+    """The value of an argument not given: the field keeps its value."""
+
+    _instance: _Keep | None = None
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Final = _Keep()
+"""Passed (by default) for a field a verb should leave as it is."""
+
+
 # --------------------------------------------------------------------------- shared events
 
 
 @attrs.frozen(kw_only=True)
 class Assigned(Event):
-    """The record was routed to a group and/or a person."""
+    """The record was routed: to a group and/or a person, or either was cleared.
 
-    group: str
+    ``None`` keeps the current value, unless the field is named in ``cleared``. A new group
+    without a named person clears the person (they belonged to the old group).
+    """
+
+    group: str | None
     assignee: str | None
+    cleared: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -144,30 +162,49 @@ class Assignable(Record):
     reassignment_count: int = 0
 
     @verb
-    def assign(self, *, group: str, assignee: str | None = None, at: datetime, by: str) -> Self:
-        """Route the record to ``group`` (and optionally a person in it).
+    def assign(
+        self,
+        *,
+        group: str | _Keep | None = KEEP,
+        assignee: str | _Keep | None = KEEP,
+        at: datetime,
+        by: str,
+    ) -> Self:
+        """Route the record: set the group and/or the person, or clear either with ``None``.
 
-        Changing the group or replacing an assignee counts as a reassignment; a first
-        assignment, or naming a person within the same group, does not.
+        A field not given keeps its value; a new group without a person clears the person.
+        The reassignment count follows ServiceNow's rule: it counts every change of the
+        assignment group, to or from empty; naming a person within the same group does not
+        count.
         """
+        if group is KEEP and assignee is KEEP:
+            raise ValidationError("assign a group, an assignee or both (None clears one)")
+        cleared = tuple(
+            name for name, value in (("group", group), ("assignee", assignee)) if value is None
+        )
         return self._do(
             "assign",
             self._events[Assigned],
             at,
             by,
-            group=_label(group, "group"),
-            assignee=_optional_label(assignee, "assignee"),
+            group=None if group is KEEP else _optional_label(group, "group"),
+            assignee=None if assignee is KEEP else _optional_label(assignee, "assignee"),
+            cleared=cleared,
         )
 
     @applies(Assigned)
     def _on_assigned(self, e: Assigned) -> Mapping[str, Any]:
-        moved = self.assignment_group is not None and e.group != self.assignment_group
-        replaced = self.assignee is not None and e.assignee not in (None, self.assignee)
+        group = None if "group" in e.cleared else e.group or self.assignment_group
+        moved = group != self.assignment_group
+        if "assignee" in e.cleared:
+            assignee = None
+        else:
+            assignee = e.assignee or (None if moved else self.assignee)
         return {
-            "assignment_group": e.group,
-            "assignee": e.assignee if e.assignee is not None or moved else self.assignee,
-            "first_assignee": self.first_assignee or e.assignee,
-            "reassignment_count": self.reassignment_count + (moved or replaced),
+            "assignment_group": group,
+            "assignee": assignee,
+            "first_assignee": self.first_assignee or assignee,
+            "reassignment_count": self.reassignment_count + moved,
         }
 
 

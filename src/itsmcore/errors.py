@@ -53,13 +53,24 @@ class InvalidTransitionError(ItsmError):
     """
 
     def __init__(
-        self, trigger: str, state: object, allowed: Iterable[str], reason: str = ""
+        self,
+        trigger: str,
+        state: object,
+        allowed: Iterable[str],
+        reason: str = "",
+        *,
+        terminal: bool = True,
     ) -> None:
         self.trigger = trigger
         self.state = state
         self.allowed: tuple[str, ...] = tuple(allowed)
         self.reason = reason
-        options = ", ".join(self.allowed) if self.allowed else "none (the state is terminal)"
+        if self.allowed:
+            options = ", ".join(self.allowed)
+        elif terminal:
+            options = "none (the state is terminal)"
+        else:
+            options = "none now (a guard refuses every way out of this state)"
         why = f" ({reason})" if reason else ""
         super().__init__(f"cannot {trigger!r} from state {state!s}{why}; allowed: {options}")
 

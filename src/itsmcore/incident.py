@@ -41,7 +41,7 @@ from itsmcore.capabilities import (
     Reprioritized,
     Unlinked,
 )
-from itsmcore.errors import InvalidTransitionError, ValidationError
+from itsmcore.errors import DefinitionError, InvalidTransitionError, ValidationError
 from itsmcore.events import Event
 from itsmcore.priority import Impact, Priority, PriorityMatrix, Urgency
 from itsmcore.record import (
@@ -49,14 +49,13 @@ from itsmcore.record import (
     Opened,
     applies,
     label,
-    member,
     optional_label,
     optional_text,
     storable,
     text,
     verb,
 )
-from itsmcore.workflow import ACTIVE, CANCELED, MET, PAUSED, Guard, Transition, Workflow
+from itsmcore.workflow import ACTIVE, CANCELED, MET, PAUSED, Transition, Workflow
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -165,7 +164,7 @@ class IncidentOpened(Opened):
     title: str
     description: str
     caller: str
-    channel: Channel
+    channel: str
     service: str | None
     ci: str | None
     category: str | None
@@ -174,6 +173,9 @@ class IncidentOpened(Opened):
     urgency: Urgency
     priority: Priority
     priority_overridden: bool
+    assignment_group: str | None = None
+    """Routed as it was logged (ServiceNow does not count that as a reassignment)."""
+    assignee: str | None = None
 
     @classmethod
     def upcast(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
@@ -202,7 +204,8 @@ class IncidentHeld(Event):
     """The incident was put on hold for a reason."""
 
     type: ClassVar[str] = "incident.held"
-    reason: HoldReason
+    reason: str
+    """A hold reason of the workflow's choices (``HoldReason`` values, and any a desk adds)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -306,18 +309,6 @@ class IncidentUpdated(FieldsUpdated):
 # --------------------------------------------------------------------------- lifecycle
 
 
-def _resolution_code_in(codes: Iterable[str]) -> Guard:
-    allowed = frozenset(str(c) for c in codes)
-
-    def resolution_code(_record: Any, context: Mapping[str, Any]) -> str | None:
-        code = context.get("code")
-        if code in allowed:
-            return None
-        return f"{code!r} is not a resolution code; use one of: {', '.join(sorted(allowed))}"
-
-    return resolution_code
-
-
 def _major_proposable(record: Any, _context: Mapping[str, Any]) -> str | None:
     if record.major in (MajorState.PROPOSED, MajorState.ACCEPTED):
         return f"it is already {record.major.value}"
@@ -334,37 +325,51 @@ _RESOLVED = IncidentState.RESOLVED
 
 
 def incident_workflow(
-    resolution_codes: Iterable[str] = tuple(ResolutionCode), *, name: str = "incident"
+    resolution_codes: Iterable[str] = tuple(ResolutionCode),
+    *,
+    hold_reasons: Iterable[str] = (),
+    channels: Iterable[str] = (),
+    reopen_closed: bool = False,
+    name: str = "incident",
 ) -> Workflow:
-    """The incident lifecycle, with the resolution codes a desk accepts.
+    """The incident lifecycle as real desks run it, with the values a desk accepts.
 
-    Rows follow ServiceNow: work starts from New; New and In Progress go on hold and come
-    back; New (first-contact fix) and In Progress resolve; Resolved reopens to In Progress or
-    closes; New and In Progress cancel; Closed and Canceled are final. Actions (assign,
-    escalate, reprioritise, comment, link, update, the major-incident steps) keep the state
-    and are allowed while the incident is active; comments, links and edits also once
-    resolved. Tags: New, In Progress and On Hold are ``active``, On Hold is ``paused``,
-    Resolved and Closed are ``met``, Canceled is ``canceled``.
+    Rows follow ServiceNow: work starts from New; New and In Progress go on hold, and a hold
+    changes its reason while on hold; work resumes from On Hold; New (first-contact fix), In
+    Progress and On Hold resolve; Resolved reopens to In Progress or closes; New, In
+    Progress and On Hold cancel. Actions keep the state: assigning, commenting, linking and
+    editing while active or resolved; escalating, reprioritising and the major-incident
+    steps while active. Tags: New, In Progress and On Hold are ``active``, On Hold is
+    ``paused``, Resolved and Closed are ``met``, Canceled is ``canceled``.
 
-    A workflow with other codes is another workflow: give it its own ``name`` and register it
-    (``Incident.register_workflow``) so stored incidents find it again.
+    Args:
+        resolution_codes: the codes ``resolve`` accepts (ServiceNow's current list).
+        hold_reasons: hold reasons this desk uses besides ``HoldReason``'s, e.g.
+            ``["Awaiting Evidence"]``.
+        channels: channels besides ``Channel``'s, e.g. ``["Self service", "IVR"]``.
+        reopen_closed: let a closed incident be reopened too (some desks do: Closed then
+            stops being final, and Canceled is the only terminal state).
+        name: the workflow's name. Any workflow but the default is another workflow: give it
+            its own name and register it (``Incident.register_workflow``) so stored
+            incidents find it again.
     """
+    closed = IncidentState.CLOSED
+    if not isinstance(reopen_closed, bool):
+        raise DefinitionError(f"reopen_closed must be True or False, got {reopen_closed!r}")
     return Workflow(
         name=name,
         states=tuple(IncidentState),
         initial=_NEW,
-        terminal=(IncidentState.CLOSED, IncidentState.CANCELED),
+        terminal=(IncidentState.CANCELED,) if reopen_closed else (closed, IncidentState.CANCELED),
         transitions=(
             Transition("start", _NEW, _WORK),
-            Transition("hold", (_NEW, _WORK), _HOLD),
+            Transition("hold", _ACTIVE, _HOLD),
             Transition("resume", _HOLD, _WORK),
-            Transition(
-                "resolve", (_NEW, _WORK), _RESOLVED, (_resolution_code_in(resolution_codes),)
-            ),
-            Transition("reopen", _RESOLVED, _WORK),
-            Transition("close", _RESOLVED, IncidentState.CLOSED),
-            Transition("cancel", (_NEW, _WORK), IncidentState.CANCELED),
-            Transition("assign", _ACTIVE),
+            Transition("resolve", _ACTIVE, _RESOLVED),
+            Transition("reopen", (_RESOLVED, closed) if reopen_closed else _RESOLVED, _WORK),
+            Transition("close", _RESOLVED, closed),
+            Transition("cancel", _ACTIVE, IncidentState.CANCELED),
+            Transition("assign", (*_ACTIVE, _RESOLVED)),
             Transition("escalate", _ACTIVE),
             Transition("reprioritize", _ACTIVE),
             Transition("comment", (*_ACTIVE, _RESOLVED)),
@@ -378,14 +383,30 @@ def incident_workflow(
         tags={
             ACTIVE: _ACTIVE,
             PAUSED: (_HOLD,),
-            MET: (_RESOLVED, IncidentState.CLOSED),
+            MET: (_RESOLVED, closed),
             CANCELED: (IncidentState.CANCELED,),
+        },
+        choices={
+            "resolution_code": _values(resolution_codes, "resolution_codes"),
+            "hold_reason": (*HoldReason, *_values(hold_reasons, "hold_reasons")),
+            "channel": (*Channel, *_values(channels, "channels")),
         },
     )
 
 
+def _values(values: Iterable[str], name: str) -> tuple[str, ...]:
+    if isinstance(values, str):
+        raise DefinitionError(f"{name} must be a collection of values, not the string {values!r}")
+    try:
+        return tuple(str(v) for v in values)
+    except TypeError:
+        raise DefinitionError(f"{name} must be a collection of values, got {values!r}") from None
+
+
 INCIDENT_WORKFLOW: Final = incident_workflow()
 """The default incident lifecycle."""
+_HOLD_REASONS: Final[dict[str, str]] = {r.value: r for r in HoldReason}
+_CHANNELS: Final[dict[str, str]] = {c.value: c for c in Channel}
 
 
 # --------------------------------------------------------------------------- the record
@@ -425,12 +446,14 @@ class Incident(Assignable, Prioritized, Commentable, Linkable, Cancelable, Reope
     title: str
     description: str = ""
     caller: str
-    channel: Channel
+    channel: Channel | str
+    """How it reached the desk: a ``Channel``, or a channel the workflow adds."""
     service: str | None = None
     ci: str | None = None
     category: str | None = None
     subcategory: str | None = None
-    hold_reason: HoldReason | None = None
+    hold_reason: HoldReason | str | None = None
+    """Why it waits: a ``HoldReason``, or a reason the workflow adds."""
     tier: int = 1
     """Support tier: 1 for the service desk, one more per functional escalation."""
     hierarchical_escalations: int = 0
@@ -485,8 +508,10 @@ class Incident(Assignable, Prioritized, Commentable, Linkable, Cancelable, Reope
         priority: Priority | str | int | None = None,
         matrix: PriorityMatrix = DEFAULT_MATRIX,
         workflow: Workflow = INCIDENT_WORKFLOW,
+        assignment_group: str | None = None,
+        assignee: str | None = None,
     ) -> Self:
-        """Log a new incident.
+        """Log a new incident, optionally routed to a group and person as it is logged.
 
         The priority comes from ``matrix`` (ITIL's impact-by-urgency table by default) unless
         an explicit ``priority`` is given, which is recorded as an override. The incident
@@ -509,12 +534,14 @@ class Incident(Assignable, Prioritized, Commentable, Linkable, Cancelable, Reope
             if isinstance(description, str)
             else "",
             caller=label(caller, "caller"),
-            channel=member(Channel, channel, "channel"),
+            channel=workflow.choice("channel", channel, "channel"),
             service=optional_label(service, "service"),
             ci=optional_label(ci, "ci"),
             category=optional_label(category, "category"),
             subcategory=optional_label(subcategory, "subcategory"),
             **cls._priority_fields(impact, urgency, priority, matrix),
+            assignment_group=optional_label(assignment_group, "assignment_group"),
+            assignee=optional_label(assignee, "assignee"),
         )
         return cls._opened(event, workflow)
 
@@ -527,10 +554,13 @@ class Incident(Assignable, Prioritized, Commentable, Linkable, Cancelable, Reope
 
     @verb
     def hold(self, *, reason: HoldReason | str, at: datetime, by: str) -> Self:
-        """Put the incident on hold; a reason is required."""
-        return self._do(
-            "hold", IncidentHeld, at, by, reason=member(HoldReason, reason, "hold reason")
-        )
+        """Put the incident on hold, or change why it is on hold; a reason is required.
+
+        Reasons are ``HoldReason``'s and any the workflow adds (``incident_workflow(
+        hold_reasons=["Awaiting Evidence"])``).
+        """
+        reason = self.workflow.choice("hold_reason", reason, "hold reason")
+        return self._do("hold", IncidentHeld, at, by, reason=reason)
 
     @verb
     def resume(self, *, at: datetime, by: str, note: str | None = None) -> Self:
@@ -539,13 +569,17 @@ class Incident(Assignable, Prioritized, Commentable, Linkable, Cancelable, Reope
 
     @verb
     def resolve(self, *, code: ResolutionCode | str, notes: str, at: datetime, by: str) -> Self:
-        """Record that service is restored; a resolution code and notes are required."""
+        """Record that service is restored; a resolution code and notes are required.
+
+        From New (a first-contact fix), In Progress or On Hold (the wait ends with the fix).
+        The code must be one of the workflow's resolution codes.
+        """
         return self._do(
             "resolve",
             IncidentResolved,
             at,
             by,
-            code=label(code, "code"),
+            code=self.workflow.choice("resolution_code", label(code, "code"), "resolution code"),
             notes=text(notes, "notes"),
         )
 
@@ -629,9 +663,13 @@ class Incident(Assignable, Prioritized, Commentable, Linkable, Cancelable, Reope
     def _on_started(self, _e: IncidentStarted) -> Mapping[str, Any]:
         return {}
 
+    @applies(IncidentOpened)
+    def _on_opened(self, e: IncidentOpened) -> Mapping[str, Any]:
+        return {"channel": _CHANNELS.get(e.channel, e.channel), "first_assignee": e.assignee}
+
     @applies(IncidentHeld)
     def _on_held(self, e: IncidentHeld) -> Mapping[str, Any]:
-        return {"hold_reason": e.reason}
+        return {"hold_reason": _HOLD_REASONS.get(e.reason, e.reason)}
 
     @applies(IncidentResumed, IncidentCanceled)
     def _off_hold(self, _e: Event) -> Mapping[str, Any]:
@@ -651,6 +689,7 @@ class Incident(Assignable, Prioritized, Commentable, Linkable, Cancelable, Reope
     def _on_incident_reopened(self, e: IncidentReopened) -> Mapping[str, Any]:
         return {
             **self._on_reopened(e),
+            "closed_at": None,
             "resolved_at": None,
             "resolved_by": None,
             "resolution_code": None,

@@ -21,7 +21,7 @@ from typing import Any, Final, Protocol
 
 import attrs
 
-from itsmcore.errors import DefinitionError, InvalidTransitionError
+from itsmcore.errors import DefinitionError, InvalidTransitionError, ValidationError
 
 __all__ = ["ACTIVE", "CANCELED", "MET", "PAUSED", "Guard", "Transition", "Workflow"]
 
@@ -76,6 +76,27 @@ def _rows(value: Iterable[Transition]) -> tuple[Transition, ...]:
     if not all(isinstance(r, Transition) for r in rows):
         raise DefinitionError(f"transitions must be Transition rows, got {value!r}")
     return rows
+
+
+def normalized(value: str) -> str:
+    """A choice as stored: ``"Awaiting Evidence"`` is ``"awaiting_evidence"``."""
+    return value.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def _choices(value: Mapping[str, Iterable[str]] | None) -> dict[str, frozenset[str]]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise DefinitionError(f"choices must map a field to its allowed values, got {value!r}")
+    out = {}
+    for name, allowed in value.items():
+        if isinstance(allowed, str):
+            raise DefinitionError(f"choices[{name!r}] must be a collection of values")
+        values = frozenset(normalized(str(v)) for v in allowed)
+        if not values or "" in values:
+            raise DefinitionError(f"choices[{name!r}] must name some non-empty values")
+        out[str(name)] = values
+    return out
 
 
 def _tags(value: Mapping[str, str | Iterable[str]] | None) -> dict[str, frozenset[str]]:
@@ -157,6 +178,9 @@ class Workflow:
     terminal: frozenset[str] = attrs.field(converter=_states)
     transitions: tuple[Transition, ...] = attrs.field(converter=_rows)
     tags: dict[str, frozenset[str]] = attrs.field(factory=dict, converter=_tags, hash=False)
+    choices: dict[str, frozenset[str]] = attrs.field(factory=dict, converter=_choices, hash=False)
+    """The values a desk allows for a field its verbs take (``"hold_reason"``,
+    ``"channel"``, ``"resolution_code"`` …), normalised by :func:`normalized`."""
     _table: dict[tuple[str, str], Transition] = attrs.field(
         init=False, eq=False, repr=False, hash=False
     )
@@ -269,6 +293,22 @@ class Workflow:
         """The states carrying ``tag`` (empty if no state does)."""
         return self.tags.get(tag, _NO_STATES)
 
+    def choice(self, name: str, value: object, what: str) -> str:
+        """``value`` normalised, if it is one of ``choices[name]``; ``ValidationError`` if not.
+
+        Any non-empty text passes when the workflow declares no choices for ``name``.
+        """
+        if not isinstance(value, str) or not value.strip():
+            raise ValidationError(f"{what} must be a non-empty string, got {value!r}")
+        found = normalized(value)
+        allowed = self.choices.get(name)
+        if allowed is not None and found not in allowed:
+            raise ValidationError(
+                f"unknown {what} {value!r}; this desk's workflow {self.name!r} allows: "
+                f"{', '.join(sorted(allowed))}"
+            )
+        return found
+
     def triggers(self, state: str) -> tuple[str, ...]:
         """Every trigger defined from ``state``, guards not applied, sorted."""
         return tuple(row.trigger for row in self._rows(state))
@@ -331,10 +371,15 @@ class Workflow:
                 raise InvalidTransitionError(
                     trigger, state, (), f"{state!r} is not a state of workflow {self.name!r}"
                 )
-            raise InvalidTransitionError(trigger, state, self.allowed(record, **context))
+            allowed = self.allowed(record, **context)
+            terminal = state in self.terminal
+            raise InvalidTransitionError(trigger, state, allowed, terminal=terminal)
         reason = _refusal(row, record, context)
         if reason is not None:
-            raise InvalidTransitionError(trigger, state, self.allowed(record, **context), reason)
+            allowed = self.allowed(record, **context)
+            raise InvalidTransitionError(
+                trigger, state, allowed, reason, terminal=state in self.terminal
+            )
 
     def _rows(self, state: str) -> tuple[Transition, ...]:
         return self._by_state.get(state, ())
@@ -352,6 +397,7 @@ class Workflow:
         add_guards: Mapping[str, Guard | Iterable[Guard]] | None = None,
         add_tags: Mapping[str, str | Iterable[str]] | None = None,
         remove_tags: Mapping[str, str | Iterable[str]] | None = None,
+        add_choices: Mapping[str, Iterable[str]] | None = None,
     ) -> Workflow:
         """A customised copy, validated like any workflow.
 
@@ -366,6 +412,7 @@ class Workflow:
             add_guards: extra guards per trigger, appended to that trigger's rows.
             add_tags: states (new or existing) to add to each tag.
             remove_tags: states to take out of each tag.
+            add_choices: values to allow for each field, added to the declared ones.
         """
         added = tuple(add_transitions)
         replaced = {(row.trigger, s) for row in added for s in row.sources}
@@ -402,6 +449,13 @@ class Workflow:
             terminal=self.terminal | set(add_terminal),
             transitions=rows,
             tags=tags,
+            choices={
+                name: self.choices.get(name, frozenset()) | added
+                for name, added in {
+                    **dict.fromkeys(self.choices, frozenset()),
+                    **_choices(add_choices),
+                }.items()
+            },
         )
 
     def _derived_tags(
