@@ -24,7 +24,7 @@ import attrs
 
 from itsmcore.errors import DefinitionError, ValidationError
 from itsmcore.events import Event
-from itsmcore.priority import Impact, Priority, PriorityMatrix, Urgency
+from itsmcore.priority import Impact, Level, Priority, PriorityMatrix, Urgency
 from itsmcore.record import Record, applies, verb
 from itsmcore.record import label as _label
 from itsmcore.record import optional_label as _optional_label
@@ -212,20 +212,28 @@ class Assignable(Record):
 class Prioritized(Record):
     """A record whose priority follows from impact and urgency, or is set explicitly."""
 
-    impact: Impact
-    urgency: Urgency
+    impact: Level
+    """An ``Impact``, or a level of the scale of the matrix the record was opened with."""
+    urgency: Level
     priority: Priority
     priority_overridden: bool = False
 
     @staticmethod
     def _priority_fields(
-        impact: Impact | str | int,
-        urgency: Impact | Urgency | str | int,
+        impact: Level | str | int,
+        urgency: Level | str | int,
         priority: Priority | str | int | None = None,
         matrix: PriorityMatrix = DEFAULT_MATRIX,
     ) -> dict[str, Any]:
         """Impact, urgency and priority as an opening event's fields, validated."""
-        impact_, urgency_ = Impact.parse(impact), Urgency.parse(urgency)
+        for value, scale, name in ((impact, matrix.impacts, "impact"),
+                                   (urgency, matrix.urgencies, "urgency")):  # fmt: skip
+            if isinstance(value, Level) and not isinstance(value, scale):
+                raise ValidationError(
+                    f"{name} {value!r} is on the scale {type(value).__name__}, and this matrix "
+                    f"takes {scale.__name__}: pass the matrix the record's levels come from"
+                )
+        impact_, urgency_ = matrix.impacts.parse(impact), matrix.urgencies.parse(urgency)
         return {
             "impact": impact_,
             "urgency": urgency_,
@@ -242,15 +250,15 @@ class Prioritized(Record):
         reason: str,
         at: datetime,
         by: str,
-        impact: Impact | str | int | None = None,
-        urgency: Urgency | str | int | None = None,
+        impact: Level | str | int | None = None,
+        urgency: Level | str | int | None = None,
         priority: Priority | str | int | None = None,
         matrix: PriorityMatrix = DEFAULT_MATRIX,
     ) -> Self:
         """Change impact and/or urgency, or set an explicit priority; a reason is required.
 
         The priority follows from ``matrix`` unless ``priority`` is given, which is recorded
-        as an override.
+        as an override. A record on a custom scale needs its own matrix passed again.
         """
         fields = self._priority_fields(
             self.impact if impact is None else impact,

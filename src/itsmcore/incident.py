@@ -43,7 +43,7 @@ from itsmcore.capabilities import (
 )
 from itsmcore.errors import DefinitionError, InvalidTransitionError, ValidationError
 from itsmcore.events import Event
-from itsmcore.priority import Impact, Priority, PriorityMatrix, Urgency
+from itsmcore.priority import Impact, Level, Priority, PriorityMatrix, Urgency
 from itsmcore.record import (
     Column,
     Opened,
@@ -495,8 +495,8 @@ class Incident(Assignable, Prioritized, Commentable, Linkable, Cancelable, Reope
         id: str,  # noqa: A002 - the record's id, named as users name it
         title: str,
         caller: str,
-        impact: Impact | str | int,
-        urgency: Urgency | str | int,
+        impact: Level | str | int,
+        urgency: Level | str | int,
         at: datetime,
         by: str,
         description: str = "",
@@ -514,7 +514,9 @@ class Incident(Assignable, Prioritized, Commentable, Linkable, Cancelable, Reope
         """Log a new incident, optionally routed to a group and person as it is logged.
 
         The priority comes from ``matrix`` (ITIL's impact-by-urgency table by default) unless
-        an explicit ``priority`` is given, which is recorded as an override. The incident
+        an explicit ``priority`` is given, which is recorded as an override. With a matrix
+        over a desk's own scales (a 4x4 ``Impact4``/``Urgency4``), the record keeps those
+        levels, through every store. The incident
         runs on ``workflow`` and keeps it through every store (register a custom one with
         :meth:`register_workflow`).
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Impact", "Level", "Priority", "PriorityMatrix", "Urgency"]
 
+_SCALES: dict[str, type[Level]] = {}
 _LABEL_RE: Final = re.compile(r"\s*(?:[pP]?(\d+))?\s*(?:-\s*)?([A-Za-z][A-Za-z ]*?)?\s*")
 
 
@@ -35,6 +36,27 @@ class Level(IntEnum):
             MODERATE = 3
             MINOR = 4
     """
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        known = _SCALES.get(cls.__name__)
+        mine = [(m.name, m.value) for m in cls]
+        if known is not None and [(m.name, m.value) for m in known] != mine:
+            raise DefinitionError(
+                f"a different scale is already named {cls.__name__!r} ({known.__module__}); "
+                "stored levels name their scale, so give each scale its own name"
+            )
+        _SCALES[cls.__name__] = cls
+
+    @classmethod
+    def scale(cls, name: str) -> type[Level]:
+        """The scale (a ``Level`` subclass) of that name, as stored levels name it."""
+        found = _SCALES.get(name)
+        if found is None:
+            raise DefinitionError(
+                f"no scale named {name!r} is defined here; import the module that defines it"
+            )
+        return found
 
     @property
     def label(self) -> str:

@@ -42,6 +42,7 @@ from itsmcore.errors import (
 )
 from itsmcore.events import Event
 from itsmcore.incident import Incident
+from itsmcore.priority import Level
 from itsmcore.record import Column, Opened, Record, applies, label, text, verb
 from itsmcore.repository import RecordKind
 from itsmcore.storage._core import encode
@@ -105,6 +106,8 @@ def _options(hint: Any) -> list[Any] | None:
         members = typing.get_args(hint)
     for member in members:
         if isinstance(member, type) and issubclass(member, Enum):
+            if issubclass(member, Level) and not list(member):
+                return [1, 2, 3]  # any scale's levels: the default matrix's, by number
             return list(member)
     for kind, values in ((bool, [False, True]), (str, list(_WORDS)), (int, [0, 1, 2, 3])):
         if kind in members:

@@ -29,6 +29,7 @@ from itsmcore.errors import (
     ValidationError,
 )
 from itsmcore.events import Event, event_type
+from itsmcore.priority import Impact, Level, Priority, Urgency
 from itsmcore.record import MAX_LABEL, storable
 from itsmcore.repository import Query, RecordKind, kind_map
 
@@ -423,6 +424,31 @@ for _kind in (str, int, bool):
     # A class hook: it serves the StrEnum and IntEnum fields too (they subclass these).
     _converter.register_structure_hook(_kind, _exact(_kind))
 _converter.register_structure_hook(datetime, _datetime)
+
+
+def _unstructure_level(level: Level) -> int | str:
+    """A level as stored: its number on the default scales, ``"Scale:number"`` on others.
+
+    Rows written before custom scales hold numbers, and still read as the default scales.
+    """
+    if type(level) in _PLAIN_SCALES:
+        return level.value
+    return f"{type(level).__name__}:{level.value}"
+
+
+def _structure_level(value: object, target: type[Level]) -> Level:
+    if type(value) is int:
+        return target(value)
+    if type(value) is str and ":" in value:
+        name, _, number = value.rpartition(":")
+        if number.isdigit():
+            return Level.scale(name)(int(number))
+    raise TypeError(f"{value!r} is not a level")
+
+
+_PLAIN_SCALES: Final = frozenset({Impact, Urgency, Priority})
+_converter.register_unstructure_hook(Level, _unstructure_level)
+_converter.register_structure_hook(Level, _structure_level)
 _resolved: set[type] = set()
 
 
