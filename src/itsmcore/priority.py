@@ -40,13 +40,15 @@ class Level(IntEnum):
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         known = _SCALES.get(cls.__name__)
-        mine = [(m.name, m.value) for m in cls]
-        if known is not None and [(m.name, m.value) for m in known] != mine:
-            raise DefinitionError(
-                f"a different scale is already named {cls.__name__!r} ({known.__module__}); "
-                "stored levels name their scale, so give each scale its own name"
-            )
-        _SCALES[cls.__name__] = cls
+        where = (cls.__module__, cls.__qualname__)
+        if known is not None and (known.__module__, known.__qualname__) != where:
+            if [(m.name, m.value) for m in known] != [(m.name, m.value) for m in cls]:
+                raise DefinitionError(
+                    f"a different scale is already named {cls.__name__!r} ({known.__module__});"
+                    " stored levels name their scale, so give each scale its own name"
+                )
+            return  # the same scale defined again elsewhere: the first one reads stored levels
+        _SCALES[cls.__name__] = cls  # new, or redefined in its module (a reload, a notebook)
 
     @classmethod
     def scale(cls, name: str) -> type[Level]:
