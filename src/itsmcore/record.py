@@ -50,6 +50,7 @@ __all__ = [
     "member",
     "optional_label",
     "optional_text",
+    "record_class",
     "storable",
     "text",
     "verb",
@@ -256,6 +257,16 @@ class Opened(Event):
 _ENGINE_FIELDS: Final = frozenset({"id", "state", "opened_at", "opened_by", "history", "workflow"})
 _OPENED_FIELDS: Final = frozenset({"at", "by", "state", "id", "workflow"})
 _WORKFLOWS: dict[str, dict[str, Workflow]] = {}
+_CLASSES: dict[str, type[Record]] = {}
+
+
+def record_class(kind: str) -> type[Record]:
+    """The record class of a kind (``"incident"`` is ``Incident``)."""
+    found = _CLASSES.get(kind)
+    if found is None:
+        known = ", ".join(sorted(_CLASSES)) or "none"
+        raise ValidationError(f"no record kind {kind!r} is defined here (known: {known})")
+    return found
 
 
 # Not slotted: a replayed record is updated in place through its __dict__ (see _fold), and
@@ -633,6 +644,7 @@ def _build(cls: type[Record]) -> None:
     cls._opening_applier = opening_applier
     _check_verbs(cls, workflow)
     cls._declare()
+    _CLASSES.setdefault(kind, cls)  # the practice's own class; a vendor's subclass is named
     _WORKFLOWS.setdefault(kind, {})[workflow.name] = workflow
 
 

@@ -12,11 +12,7 @@ import re
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, Protocol, Self, TypeVar
-
-import attrs
-import cattrs
 
 from itsmcore._time import to_us
 from itsmcore.errors import (
@@ -28,12 +24,12 @@ from itsmcore.errors import (
     NotFoundError,
     ValidationError,
 )
-from itsmcore.events import Event, event_type
-from itsmcore.priority import Impact, Level, Priority, Urgency
-from itsmcore.record import MAX_LABEL, storable
+from itsmcore.record import MAX_LABEL
 from itsmcore.repository import Query, RecordKind, kind_map
+from itsmcore.serialization import event_data, event_from_data
 
 if TYPE_CHECKING:
+    from itsmcore.events import Event
     from itsmcore.record import Column
     from itsmcore.repository import Repository
 
@@ -396,73 +392,6 @@ class PooledStore:
 
 # --------------------------------------------------------------------------- (de)serialization
 
-# Without detailed validation cattrs structures about a third faster; decode names the row
-# and the event type in its own error instead. Its default structuring coerces (42 becomes
-# "42", "no" becomes True): stored data is taken only as the types the events declare.
-_converter = cattrs.Converter(detailed_validation=False)
-_converter.register_unstructure_hook(datetime, lambda d: d.isoformat())
-
-
-def _exact(kind: type) -> Callable[[object, type], object]:
-    """Structure ``kind`` (or an enum of it, such as a StrEnum) only from a ``kind`` value."""
-
-    def structure(value: object, target: type) -> object:
-        if type(value) is not kind:
-            raise TypeError(f"{value!r} is not a {kind.__name__}")
-        return value if target is kind else target(value)
-
-    return structure
-
-
-def _datetime(value: object, _type: type) -> datetime:
-    if type(value) is not str:
-        raise TypeError(f"{value!r} is not an ISO datetime")
-    return datetime.fromisoformat(value)
-
-
-for _kind in (str, int, bool):
-    # A class hook: it serves the StrEnum and IntEnum fields too (they subclass these).
-    _converter.register_structure_hook(_kind, _exact(_kind))
-_converter.register_structure_hook(datetime, _datetime)
-
-
-def _unstructure_level(level: Level) -> int | str:
-    """A level as stored: its number on the default scales, ``"Scale:number"`` on others.
-
-    Rows written before custom scales hold numbers, and still read as the default scales.
-    """
-    if type(level) in _PLAIN_SCALES:
-        return level.value
-    return f"{type(level).__name__}:{level.value}"
-
-
-def _structure_level(value: object, target: type[Level]) -> Level:
-    if type(value) is int:
-        return target(value)
-    if type(value) is str and ":" in value:
-        name, _, number = value.rpartition(":")
-        if number.isdigit():
-            return Level.scale(name)(int(number))
-    raise TypeError(f"{value!r} is not a level")
-
-
-_PLAIN_SCALES: Final = frozenset({Impact, Urgency, Priority})
-_converter.register_unstructure_hook(Level, _unstructure_level)
-_converter.register_structure_hook(Level, _structure_level)
-_resolved: set[type] = set()
-
-
-def _storable_strings(value: object, where: str) -> None:
-    """Every string in an event's data is one every store keeps (see ``record.storable``)."""
-    if isinstance(value, str):
-        storable(value, where)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _storable_strings(item, f"{where}.{key}")
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _storable_strings(item, where)
-
 
 def encode(version: int, event: Event) -> EventRow:
     """An event as a row: its fields as JSON, its type and schema version alongside.
@@ -470,51 +399,32 @@ def encode(version: int, event: Event) -> EventRow:
     Text no store could keep as it is (a NUL character, a lone surrogate) is a
     ``ValidationError`` here, before anything is written, whichever store writes it.
     """
-    data = _converter.unstructure(event)
-    _storable_strings(data, event.type)
     return EventRow(
-        version, event.type, event.schema_version, to_us(event.at), event.by, json.dumps(data)
+        version,
+        event.type,
+        event.schema_version,
+        to_us(event.at),
+        event.by,
+        json.dumps(event_data(event)),
     )
 
 
 def decode(kind: str, record_id: str, row: EventRow) -> Event:
     """A row back into its event class (``CorruptionError`` naming the row if it cannot)."""
-
-    def corrupt(why: str) -> CorruptionError:
-        return CorruptionError(kind, record_id, row.version, why)
-
-    try:
-        cls = event_type(row.type)
-    except ValidationError as exc:
-        raise corrupt(str(exc)) from None
-    if cls not in _resolved:
-        attrs.resolve_types(cls)
-        _resolved.add(cls)
     try:
         data = json.loads(row.data)
     except (ValueError, TypeError, RecursionError) as exc:
-        raise corrupt(f"its data is not JSON ({str(exc)[:200]})") from None
-    if row.schema_version != cls.schema_version:
-        upcast = getattr(cls, "upcast", None)
-        if upcast is None:
-            raise corrupt(
-                f"schema version {row.schema_version} of {row.type!r} cannot be read by this "
-                f"release (version {cls.schema_version}); it needs an upcast"
-            )
-        data = upcast(data, row.schema_version)
+        raise CorruptionError(
+            kind, record_id, row.version, f"its data is not JSON ({str(exc)[:200]})"
+        ) from None
     try:
-        event = _converter.structure(data, cls)
-    except (
-        ValueError,
-        TypeError,
-        KeyError,
-        AttributeError,
-        RecursionError,
-        cattrs.BaseValidationError,
-    ) as exc:
-        raise corrupt(f"its data does not fit {row.type!r} ({str(exc)[:200]!r})") from None
+        event = event_from_data(row.type, row.schema_version, data)
+    except ValidationError as exc:
+        raise CorruptionError(kind, record_id, row.version, str(exc)) from None
     if to_us(event.at) != row.at or event.by != row.by:
-        raise corrupt("its time or actor differ from the event's own")
+        raise CorruptionError(
+            kind, record_id, row.version, "its time or actor differ from the event's own"
+        )
     return event
 
 
