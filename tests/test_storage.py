@@ -413,3 +413,41 @@ def test_postgres_after_a_server_restart_the_next_unit_of_work_works() -> None:
         store.close()
     finally:
         server.stop()
+
+
+def _take_numbers(target: str, count: int, out: Any) -> None:
+    store = _open_store(target)
+    for _ in range(count):
+        with store.unit_of_work() as uow:
+            out.put(uow.incidents.new_id())
+
+
+def test_record_numbers_are_unique_across_processes(database: str) -> None:
+    _open_store(database).close()  # the schema, before the processes race to it
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+    workers = [context.Process(target=_take_numbers, args=(database, 20, out)) for _ in range(3)]
+    for w in workers:
+        w.start()
+    numbers = [out.get(timeout=120) for _ in range(60)]
+    for w in workers:
+        w.join(timeout=120)
+    assert sorted(numbers) == [f"INC{k:07d}" for k in range(1, 61)]
+
+
+def test_find_takes_priorities_as_people_write_them_and_refuses_unknown_values(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "desk.sqlite3")
+    with store.unit_of_work() as uow:
+        uow.incidents.add(_opened("INC1", impact=1, urgency=1))
+        uow.incidents.add(_opened("INC2", impact=1, urgency=2))
+        uow.commit()
+    with store.unit_of_work() as uow:
+        find = uow.incidents.find
+        assert [i.id for i in find(priority="P1")] == ["INC1"]
+        assert [i.id for i in find(priority=["1 - Critical", "High"])] == ["INC1", "INC2"]
+        with pytest.raises(ValidationError, match="unknown Priority 'P9'"):
+            find(priority="P9")
+        with pytest.raises(ValidationError, match="no incident workflow has a state 'open'"):
+            find(state="open")

@@ -51,6 +51,7 @@ from itsmcore.record import (
     label,
     optional_label,
     optional_text,
+    state_of,
     storable,
     text,
     verb,
@@ -412,6 +413,11 @@ _CHANNELS: Final[dict[str, str]] = {c.value: c for c in Channel}
 # --------------------------------------------------------------------------- the record
 
 
+def _priority_number(value: object) -> int:
+    """``find(priority=...)`` takes members, numbers and labels (``"P1"``, ``"1 - Critical"``)."""
+    return int(Priority.parse(value))
+
+
 @attrs.frozen(kw_only=True, slots=False)
 class Incident(Assignable, Prioritized, Commentable, Linkable, Cancelable, Reopenable, Editable):
     """An incident record: its current fields and the history that produced them.
@@ -423,6 +429,7 @@ class Incident(Assignable, Prioritized, Commentable, Linkable, Cancelable, Reope
     """
 
     kind: ClassVar[str] = "incident"
+    number_prefix: ClassVar[str | None] = "INC"
     state_enum: ClassVar[type[StrEnum]] = IncidentState
     default_workflow: ClassVar[Workflow] = INCIDENT_WORKFLOW
     link_fields: ClassVar[Mapping[str, str]] = {
@@ -434,8 +441,8 @@ class Incident(Assignable, Prioritized, Commentable, Linkable, Cancelable, Reope
         "title", "description", "caller", "category", "subcategory", "service", "ci",
     )  # fmt: skip
     indexed: ClassVar[tuple[Column, ...]] = (
-        Column("state", str),
-        Column("priority", int),
+        Column("state", str, parse=state_of("incident")),
+        Column("priority", int, parse=_priority_number),
         Column("assignment_group", str),
         Column("assignee", str),
         Column("service", str),

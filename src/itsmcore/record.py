@@ -51,6 +51,7 @@ __all__ = [
     "optional_label",
     "optional_text",
     "record_class",
+    "state_of",
     "storable",
     "text",
     "verb",
@@ -199,6 +200,9 @@ class Column:
     name: str
     type: type  # noqa: A003 - the column's type, named as SQL names it
     range: tuple[str, str] | None = None
+    parse: Callable[[Any], Any] | None = None
+    """Turns a filter value as users write it into the column's (``"P1"`` into ``1``),
+    raising ``ValidationError`` for one that cannot match (an unknown state)."""
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.name, str) or not _COLUMN_NAME.fullmatch(self.name):
@@ -233,6 +237,22 @@ class Column:
     def value_of(self, record: object) -> object:
         """The stored value of this column for ``record`` (its attribute of the same name)."""
         return self.stored(getattr(record, self.name))
+
+
+def state_of(kind: str) -> Callable[[Any], Any]:
+    """A ``Column.parse`` for a state column: a state of a workflow registered for ``kind``."""
+
+    def known_state(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value  # the column's own type check says what is wrong
+        states = {s for w in _WORKFLOWS.get(kind, {}).values() for s in w.states}
+        if value not in states:
+            raise ValidationError(
+                f"no {kind} workflow has a state {value!r}; states: {', '.join(sorted(states))}"
+            )
+        return value
+
+    return known_state
 
 
 # --------------------------------------------------------------------------- events
@@ -293,6 +313,8 @@ class Record:
     """Default-workflow triggers deliberately left to ``fire`` (no typed verb)."""
     indexed: ClassVar[tuple[Column, ...]] = ()
     """The columns stores index for ``find``."""
+    number_prefix: ClassVar[str | None] = None
+    """The prefix of the record numbers stores hand out (``"INC"`` for ``INC0000001``)."""
 
     # What the engine builds when the class is created.
     _appliers: ClassVar[dict[type[Event], Applier]]

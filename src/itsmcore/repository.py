@@ -57,6 +57,10 @@ class RecordKind(Generic[R]):
     cls: type[R]
     replay: Callable[[Sequence[Event]], R] = attrs.field(default=None)
     columns: tuple[Column, ...] = attrs.field(default=None)
+    prefix: str = attrs.field(default=None)
+    """Record numbers' prefix (the class's ``number_prefix``, else the kind's name)."""
+    width: int = 7
+    """Record numbers' digits: ``INC0000001``."""
     _filters: dict[str, tuple[Column, str]] = attrs.field(
         init=False, eq=False, repr=False, hash=False
     )
@@ -69,6 +73,11 @@ class RecordKind(Generic[R]):
         if self.columns is None:
             object.__setattr__(self, "columns", tuple(getattr(self.cls, "indexed", ())))
         object.__setattr__(self, "columns", tuple(self.columns))
+        if self.prefix is None:
+            prefix = getattr(self.cls, "number_prefix", None)
+            object.__setattr__(self, "prefix", prefix or self.name.upper())
+        if not isinstance(self.prefix, str) or not 0 < self.width <= 18:
+            raise DefinitionError(f"{self.name}: record numbers need a prefix and 1-18 digits")
         filters: dict[str, tuple[Column, str]] = {}
         for column in self.columns:
             if not isinstance(column, Column):
@@ -88,6 +97,10 @@ class RecordKind(Generic[R]):
     def column_names(self) -> frozenset[str]:
         """The names of the indexed columns."""
         return frozenset(c.name for c in self.columns)
+
+    def number(self, value: int) -> str:
+        """The record number ``value`` as an id: ``INC0000042``."""
+        return f"{self.prefix}{value:0{self.width}d}"
 
     def values(self, record: R) -> dict[str, object]:
         """The indexed columns' stored values for ``record``."""
@@ -190,6 +203,8 @@ def _many(value: object) -> bool:
 
 def _stored(column: Column, name: str, value: object) -> object:
     """A filter value as the column stores it; ``ValidationError`` if it is of another type."""
+    if column.parse is not None:
+        value = column.parse(value)
     if column.type is str:
         ok = isinstance(value, str)
     elif column.type is int:
@@ -326,6 +341,14 @@ class Repository(Protocol[R]):
 
     def history(self, record_id: str) -> tuple[Event, ...]:
         """The stored events of a record, oldest first."""
+        ...
+
+    def new_id(self) -> str:
+        """The next record number of this kind (``INC0000001``, ``INC0000002`` …).
+
+        Unique across units of work, threads and processes: the store hands each number out
+        once, at once, whether or not the unit of work later commits (numbers may skip).
+        """
         ...
 
 

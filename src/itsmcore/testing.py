@@ -45,7 +45,7 @@ from itsmcore.incident import Incident
 from itsmcore.priority import Level
 from itsmcore.record import Column, Opened, Record, applies, label, text, verb
 from itsmcore.repository import RecordKind
-from itsmcore.storage._core import encode
+from itsmcore.storage._core import encode, retry
 from itsmcore.workflow import ACTIVE, CANCELED, MET, Transition, Workflow
 
 if typing.TYPE_CHECKING:
@@ -371,6 +371,7 @@ class Ticket(Assignable, Commentable):
     """The store contract's record kind: a title, story points, an assignment, comments."""
 
     kind: ClassVar[str] = "contract_ticket"
+    number_prefix: ClassVar[str | None] = "T"
     state_enum: ClassVar[type[StrEnum]] = TicketState
     default_workflow: ClassVar[Workflow] = TICKET_WORKFLOW
     indexed: ClassVar[tuple[Column, ...]] = (
@@ -589,6 +590,48 @@ class RepositoryContract:
         assert sorted(e.by for e in history[1:]) == sorted(
             f"t{k}" for k in range(threads) for _ in range(per_thread)
         )
+
+    def test_record_numbers_are_handed_out_once_across_threads(self, store: Any) -> None:
+        numbers: list[str] = []
+
+        def worker() -> None:
+            for _ in range(25):
+                with store.unit_of_work() as uow:
+                    numbers.append(uow.contract_tickets.new_id())  # committed or not
+
+        pool = [threading.Thread(target=worker) for _ in range(8)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        assert sorted(numbers) == [f"T{k:07d}" for k in range(1, 201)]
+
+    def test_retry_redoes_a_read_modify_write_until_it_lands(self, store: Any) -> None:
+        with store.unit_of_work() as uow:
+            uow.contract_tickets.add(_ticket("T1"))
+            uow.commit()
+        attempts: list[str] = []
+
+        def worker(name: str) -> None:
+            def work(uow: Any) -> int:
+                attempts.append(name)
+                record = uow.contract_tickets.get("T1")
+                uow.contract_tickets.save(record.comment(text=name, at=T0, by=name))
+                return int(record.version)
+
+            for _ in range(5):
+                retry(store, work, attempts=200)
+
+        pool = [threading.Thread(target=worker, args=(f"t{k}",)) for k in range(4)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        with store.unit_of_work() as uow:
+            assert uow.contract_tickets.get("T1").version == 1 + 4 * 5
+        assert len(attempts) >= 20
+        with pytest.raises(ValidationError, match="attempts"):
+            retry(store, lambda _uow: None, attempts=0)
 
     # ----------------------------------------------------------------------- bad input
 

@@ -6,7 +6,7 @@
 ``UnitOfWorkBase``, which all three stores share (see docs/storage.md).
 """
 
-from itsmcore.storage._core import EventRow, RecordWrite, Session, UnitOfWorkBase
+from itsmcore.storage._core import EventRow, RecordWrite, Session, UnitOfWorkBase, retry
 from itsmcore.storage.memory import InMemoryStore
 from itsmcore.storage.postgres import PostgresStore
 from itsmcore.storage.sqlite import SQLiteStore
@@ -19,4 +19,5 @@ __all__ = [
     "SQLiteStore",
     "Session",
     "UnitOfWorkBase",
+    "retry",
 ]

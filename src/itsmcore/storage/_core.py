@@ -22,6 +22,7 @@ from itsmcore.errors import (
     DefinitionError,
     DuplicateIdError,
     NotFoundError,
+    TransientError,
     ValidationError,
 )
 from itsmcore.record import MAX_LABEL
@@ -42,6 +43,7 @@ __all__ = [
     "RecordWrite",
     "Session",
     "UnitOfWorkBase",
+    "retry",
     "select_ids",
 ]
 
@@ -100,6 +102,10 @@ class Session(Protocol):
 
     def write(self, changes: Sequence[RecordWrite]) -> None:
         """Write all changes in one transaction, or raise ``ConcurrencyError`` and none."""
+        ...
+
+    def next_number(self, kind: str) -> int:
+        """The kind's next record number (1, 2 …), taken at once in its own transaction."""
         ...
 
     def close(self) -> None:
@@ -550,6 +556,10 @@ class _Repository:
             out.append(record)
         return out
 
+    def new_id(self) -> str:
+        self._uow.check_open()
+        return self._kind.number(self._uow.session.next_number(self._kind.name))
+
     def iterate(self, *, batch: int = 500, **filters: Any) -> Iterator[Any]:
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise ValidationError(f"batch must be a whole number above 0, got {batch!r}")
@@ -669,3 +679,52 @@ class UnitOfWorkBase:
         """Discard every staged change (what was committed stays)."""
         self.check_open()
         self.staged.clear()
+
+
+# --------------------------------------------------------------------------- retrying
+
+T = TypeVar("T")
+
+
+class _Store(Protocol):
+    def unit_of_work(self) -> Any: ...
+
+
+def retry(store: _Store, work: Callable[[Any], T], *, attempts: int = 5) -> T:
+    """Run ``work(uow)`` in a unit of work and commit; after a lost race, run it again.
+
+    ``work`` reads what it needs, changes it and saves it (it does not commit): on a
+    ``TransientError`` (a ``ConcurrencyError``, a ``StoreBusyError``) nothing was written,
+    and ``work`` runs again in a fresh unit of work, on what the store holds now, up to
+    ``attempts`` times in all; the last error is raised if every attempt lost. Returns what
+    ``work`` returned in the attempt that committed.
+
+    >>> from datetime import UTC, datetime
+    >>> from itsmcore import Incident
+    >>> from itsmcore.storage import InMemoryStore
+    >>> store = InMemoryStore()
+    >>> t = datetime(2025, 3, 3, 9, tzinfo=UTC)
+    >>> def log(uow):
+    ...     record = Incident.open(id=uow.incidents.new_id(), title="VPN down",
+    ...                            caller="mia", impact=2, urgency=2, at=t, by="desk")
+    ...     uow.incidents.add(record)
+    ...     return record.id
+    >>> retry(store, log)
+    'INC0000001'
+    >>> def start(uow):
+    ...     uow.incidents.save(uow.incidents.get("INC0000001").start(at=t, by="sam"))
+    >>> retry(store, start)
+    """
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise ValidationError(f"attempts must be a whole number above 0, got {attempts!r}")
+    for attempt in range(1, attempts + 1):
+        with store.unit_of_work() as uow:
+            try:
+                result = work(uow)
+                uow.commit()
+            except TransientError:
+                if attempt == attempts:
+                    raise
+                continue
+            return result
+    raise AssertionError  # pragma: no cover - the loop returns or raises

@@ -41,6 +41,7 @@ class InMemoryStore:
         self._lock = threading.Lock()
         self._events: dict[tuple[str, str], list[EventRow]] = {}
         self._columns: dict[tuple[str, str], dict[str, object]] = {}
+        self._numbers: dict[str, int] = {}
 
     def close(self) -> None:
         """Nothing to release; here so every store can be closed alike."""
@@ -83,6 +84,12 @@ class _MemorySession:
         rows.sort(key=lambda row: query.sort_key(*row))
         end = None if query.limit is None else query.offset + query.limit
         return [record_id for record_id, _ in rows[query.offset : end]]
+
+    def next_number(self, kind: str) -> int:
+        store = self._store
+        with store._lock:  # noqa: SLF001
+            number = store._numbers[kind] = store._numbers.get(kind, 0) + 1  # noqa: SLF001
+        return number
 
     def write(self, changes: Sequence[RecordWrite]) -> None:
         store = self._store

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PostgresStore"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 _LOCK_KEY: Final = 0x17_5C02E  # advisory lock id for schema changes
 
 _MIGRATIONS: Final = {
@@ -51,6 +51,10 @@ _MIGRATIONS: Final = {
             type TEXT NOT NULL, schema_version INTEGER NOT NULL, at BIGINT NOT NULL,
             by TEXT NOT NULL, data JSONB NOT NULL,
             PRIMARY KEY (kind, record_id, version))""",
+    ],
+    2: [
+        """CREATE TABLE IF NOT EXISTS itsm_sequences (
+            kind TEXT PRIMARY KEY, value BIGINT NOT NULL)""",
     ],
 }
 
@@ -211,6 +215,9 @@ class _PostgresSession:
             )
         )
 
+    def next_number(self, kind: str) -> int:
+        return self._call(lambda conn: _next_number(conn, kind))
+
     def write(self, changes: Sequence[RecordWrite]) -> None:
         psycopg = _psycopg()
         try:
@@ -223,6 +230,16 @@ class _PostgresSession:
 
     def close(self) -> None:
         self._pool.give(self._conn)
+
+
+def _next_number(conn: psycopg.Connection[Any], kind: str) -> int:
+    """Take the kind's next number in its own (autocommitted) statement: a row lock, briefly."""
+    row: Any = conn.execute(
+        "INSERT INTO itsm_sequences (kind, value) VALUES (%s, 1) "
+        "ON CONFLICT (kind) DO UPDATE SET value = itsm_sequences.value + 1 RETURNING value",
+        (kind,),
+    ).fetchone()
+    return int(row[0])
 
 
 def _write(conn: psycopg.Connection[Any], changes: Sequence[RecordWrite]) -> None:

@@ -50,6 +50,8 @@ _SCHEMA: Final = [
         type TEXT NOT NULL, schema_version INTEGER NOT NULL, at INTEGER NOT NULL,
         by TEXT NOT NULL, data TEXT NOT NULL,
         PRIMARY KEY (kind, record_id, version))""",
+    """CREATE TABLE IF NOT EXISTS itsm_sequences (
+        kind TEXT PRIMARY KEY, value INTEGER NOT NULL)""",
 ]
 
 _BUSY_TIMEOUT_S: Final = 30.0
@@ -196,6 +198,25 @@ class _SQLiteSession:
         return select_ids(
             lambda sql, params: conn.execute(sql, params).fetchall(), kind, query, "?", arrays=False
         )
+
+    def next_number(self, kind: str) -> int:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreBusyError(f"{exc}: could not take a record number") from exc
+        try:
+            (number,) = conn.execute(
+                "INSERT INTO itsm_sequences (kind, value) VALUES (?, 1) "
+                "ON CONFLICT (kind) DO UPDATE SET value = value + 1 RETURNING value",
+                (kind,),
+            ).fetchone()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return int(number)
 
     def write(self, changes: Sequence[RecordWrite]) -> None:
         try:
