@@ -156,7 +156,7 @@ def test_bad_arguments_are_typed_errors() -> None:
     with pytest.raises(ValidationError, match="must be a datetime"):
         cal.is_open(date(2025, 3, 3))  # type: ignore[arg-type]
     with pytest.raises(DefinitionError, match="holidays must be dates"):
-        BusinessCalendar.weekly({"mon": "09:00-17:00"}, tz="UTC", holidays=[aware])
+        BusinessCalendar.weekly({"mon": "09:00-17:00"}, tz="UTC", holidays=["3 March"])
     with pytest.raises(DefinitionError, match="wed"):
         BusinessCalendar.weekly({"mon-fri": "09:00-17:00", "wed": "10:00-11:00"}, tz="UTC")
 

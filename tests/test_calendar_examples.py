@@ -222,7 +222,7 @@ def test_naive_datetimes_are_refused_everywhere(call: Any) -> None:
         ({"closures": [(b(2025, 3, 3, 12), b(2025, 3, 3, 11))]}, "ends at or before"),
         ({"closures": [(NAIVE, AWARE)]}, "naive"),
         ({"extra_openings": [(AWARE,)]}, "not an aware"),
-        ({"holidays": [AWARE]}, "holidays must be dates"),
+        ({"holidays": [3.5]}, "holidays must be dates"),
     ],
 )
 def test_definitions_that_cannot_work_are_refused(kwargs: dict[str, Any], message: str) -> None:

@@ -7,11 +7,13 @@ into and out of that representation.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, tzinfo
+import re
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from itsmcore.errors import ValidationError
 
+_OFFSET = re.compile(r"(?:UTC)?([+-])(\d{1,2})(?::?(\d{2}))?")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 """The origin of the microsecond time line."""
 
@@ -101,12 +103,27 @@ def to_utc(value: datetime, name: str = "datetime") -> datetime:
 
 
 def zone(key: str | tzinfo) -> tzinfo:
-    """Resolve an IANA zone name (or pass a tzinfo through); unknown names raise."""
+    """Resolve an IANA zone name, a fixed offset (``"+01:00"``) or a tzinfo; unknown raise.
+
+    A pytz zone is read as the IANA zone of the same name: its own tzinfo, used on a naive
+    wall time, would answer with the zone's local mean time (Berlin 0:53, Santiago -4:43)
+    and shift every opening hour.
+    """
     if isinstance(key, tzinfo):
+        name = getattr(key, "zone", None)
+        if isinstance(name, str) and hasattr(key, "localize"):  # pytz
+            return zone(name)
         return key
     if not isinstance(key, str) or not key:
         msg = f"time zone must be an IANA name such as 'Europe/Berlin', got {key!r}"
         raise ValidationError(msg)
+    offset = _OFFSET.fullmatch(key.strip())
+    if offset is not None:
+        sign, hours, minutes = offset.groups()
+        delta = timedelta(hours=int(hours), minutes=int(minutes or 0))
+        if delta >= timedelta(hours=24):
+            raise ValidationError(f"offset {key!r} is not less than a day")
+        return timezone(-delta if sign == "-" else delta)
     try:
         return ZoneInfo(key)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # "Europe" is a directory

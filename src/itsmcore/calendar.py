@@ -192,17 +192,71 @@ def _parse_spans(spans: Iterable[tuple[datetime, datetime]], what: str) -> tuple
 
 
 def _holiday_source(holidays: object) -> Container[date]:
-    """A finite collection becomes a frozenset; a lazy mapping (``holidays``) is kept as is."""
+    """Holidays in the forms the peers' users bring, as something that answers ``day in it``.
+
+    A lazy mapping (the ``holidays`` package) and a recurrence (``dateutil.rrule``, or any
+    object answering ``date in rule`` that is not a collection) are kept and asked;
+    a finite collection of dates, datetimes, ISO strings, numpy ``datetime64`` values, a
+    pandas ``DatetimeIndex`` or ``(date, name)`` pairs becomes a frozenset of dates.
+    """
     if isinstance(holidays, Mapping) and type(holidays) is not dict:
         # e.g. holidays.HolidayBase: it fills in years on demand when asked ``day in it``.
         return holidays
-    if not isinstance(holidays, Iterable):
+    if hasattr(holidays, "between") and hasattr(holidays, "after"):  # a dateutil rrule(set)
+        return _Recurrence(holidays)
+    if isinstance(holidays, Container) and not isinstance(holidays, Iterable | str):
+        return holidays  # a rule of the caller's: it answers ``day in rule`` itself
+    if not isinstance(holidays, Iterable) or isinstance(holidays, str | bytes):
         raise DefinitionError(f"holidays must be dates or a holidays mapping, got {holidays!r}")
-    days = frozenset(holidays)
-    for day in days:
-        if not isinstance(day, date) or isinstance(day, datetime):
-            raise DefinitionError(f"holidays must be dates, got {day!r}")
-    return days
+    return frozenset(_holiday(day) for day in holidays)
+
+
+def _holiday(value: object) -> date:
+    """One holiday as a date, from any of the forms ``_holiday_source`` takes."""
+    if isinstance(value, tuple) and len(value) == 2:  # (date, name), as holidays.items() gives
+        return _holiday(value[0])
+    if isinstance(value, datetime):  # also pandas' Timestamp: the local date it names
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip()[:10])
+        except ValueError:
+            pass
+    elif type(value).__name__ == "datetime64":  # numpy, without importing it
+        day = value.astype("datetime64[D]").item()  # type: ignore[attr-defined]
+        if isinstance(day, date):
+            return day
+    raise DefinitionError(
+        f"holidays must be dates (or datetimes, ISO strings, datetime64, (date, name) pairs), "
+        f"got {value!r}"
+    )
+
+
+@attrs.frozen
+class _Recurrence:
+    """A ``dateutil.rrule`` (or rruleset) of holidays: a date is one if the rule hits it."""
+
+    rule: Any
+
+    def __contains__(self, day: object) -> bool:
+        if not isinstance(day, date):
+            return False
+        start = datetime(day.year, day.month, day.day)  # noqa: DTZ001 - rrules are naive
+        hit = self.rule.after(start, inc=True)
+        return hit is not None and hit.date() == day
+
+
+def _duration(value: object) -> timedelta:
+    """A plain ``timedelta`` from pandas' ``Timedelta`` (to the µs) or numpy's ``timedelta64``."""
+    if isinstance(value, timedelta):
+        return MICROSECOND * (value // MICROSECOND)
+    if type(value).__name__ == "timedelta64":  # numpy, without importing it
+        plain = value.astype("timedelta64[us]").item()  # type: ignore[attr-defined]
+        if isinstance(plain, timedelta):
+            return plain
+    raise ValidationError(f"duration must be a timedelta, got {type(value).__name__}")
 
 
 def _zone_name(tz: tzinfo) -> str:
@@ -722,8 +776,8 @@ class BusinessCalendar:
         except (AttributeError, TypeError):
             since_epoch(start, "start")
             raise
-        if not isinstance(duration, timedelta):
-            raise ValidationError(f"duration must be a timedelta, got {type(duration).__name__}")
+        if type(duration) is not timedelta:
+            duration = _duration(duration)
         if not duration:
             return start
         index = self._cache.index
@@ -834,6 +888,95 @@ class BusinessCalendar:
             if i < len(index.starts) and index.ends[i] < index.hi:
                 return from_us(index.ends[i], at.tzinfo or UTC)
             index = self._grow_right(index)
+
+    def previous_open(self, at: datetime) -> datetime:
+        """The latest instant at or before ``at`` at which the calendar opened.
+
+        The start of the open interval containing ``at``, or else of the last one before it.
+        """
+        t = to_us(at, "at")
+        index = self._index_for(t, t)
+        while True:
+            i = bisect_right(index.starts, t) - 1
+            # An interval reaching the start of the index may have begun before it.
+            if i >= 1 and index.starts[i] > index.lo:
+                return from_us(index.starts[i], at.tzinfo or UTC)
+            index = self._grow_left(index)
+
+    def previous_close(self, at: datetime) -> datetime:
+        """The latest instant at or before ``at`` at which the calendar closed."""
+        t = to_us(at, "at")
+        index = self._index_for(t, t)
+        while True:
+            i = bisect_right(index.starts, t) - 1
+            if t < index.ends[i] or i == 0:
+                i -= 1  # open at ``t`` (or nothing before it here): the one before
+            if i >= 1:
+                return from_us(index.ends[i], at.tzinfo or UTC)
+            index = self._grow_left(index)
+
+    def is_working_day(self, day: date) -> bool:
+        """Whether ``day`` (a local date in the calendar's zone) has any open time."""
+        if not isinstance(day, date) or isinstance(day, datetime):
+            raise ValidationError(f"day must be a date, got {day!r}")
+        tz = self.tz
+        # Naive wall times on purpose: read in the calendar's zone just below.
+        start = datetime(day.year, day.month, day.day).replace(tzinfo=tz)  # noqa: DTZ001
+        end = (datetime(day.year, day.month, day.day) + timedelta(days=1)).replace(tzinfo=tz)  # noqa: DTZ001
+        return self.elapsed(start, end) > _ZERO
+
+    def add_working_days(self, start: datetime, days: int) -> datetime:
+        """The same wall-clock time ``days`` working days after ``start`` (before, if negative).
+
+        A working day is a local date with open time (see :meth:`is_working_day`); the date of
+        ``start`` itself does not count. ``add_working_days(fri_10am, 1)`` is Monday 10:00 on
+        a Mon-Fri calendar.
+        """
+        require_aware(start, "start")
+        if isinstance(days, bool) or not isinstance(days, int):
+            raise ValidationError(f"days must be a whole number, got {days!r}")
+        if abs(days) > MAX_SPAN.days:
+            raise ValidationError(f"at most {MAX_SPAN.days:,} working days at once")
+        local = start.astimezone(self.tz)
+        day, step, left = local.date(), (1 if days > 0 else -1), abs(days)
+        for _ in range(MAX_SPAN.days):
+            if not left:
+                break
+            day += timedelta(days=step)
+            if self.is_working_day(day):
+                left -= 1
+        else:
+            raise ValidationError(
+                f"fewer than {abs(days)} working days within {MAX_SPAN.days:,} days"
+            )
+        wall = datetime.combine(day, local.time()).replace(tzinfo=self.tz, fold=local.fold)
+        return wall.astimezone(start.tzinfo)
+
+    def working_days(self, start: datetime, end: datetime) -> int:
+        """Working days after ``start``'s local date up to and including ``end``'s.
+
+        When ``end`` is before ``start``: minus the working days from ``end``'s date up to
+        (not including) ``start``'s. The inverse of :meth:`add_working_days` either way.
+        """
+        first = require_aware(start, "start").astimezone(self.tz).date()
+        last = require_aware(end, "end").astimezone(self.tz).date()
+        if abs((last - first).days) > MAX_SPAN.days:
+            raise ValidationError(f"at most {MAX_SPAN.days:,} days apart")
+        if first <= last:
+            days = [first + timedelta(days=k) for k in range(1, (last - first).days + 1)]
+            return sum(map(self.is_working_day, days))
+        days = [last + timedelta(days=k) for k in range((first - last).days)]
+        return -sum(map(self.is_working_day, days))
+
+    def _grow_left(self, index: _Index) -> _Index:
+        if index.lo <= _MIN_US:
+            raise ValidationError("the calendar has no open time after the year 1")
+        if index.hi - index.lo >= _MAX_SPAN_US:
+            raise ValidationError(
+                f"the calendar does not change between open and closed within {MAX_SPAN.days:,}"
+                " days before, the most one question may cover"
+            )
+        return self._cover(index.lo - 1, index.hi - 1)
 
     def _grow_right(self, index: _Index) -> _Index:
         if index.hi >= _MAX_US:
