@@ -116,3 +116,20 @@ def test_previous_open_and_close_agree_with_the_open_intervals(minutes: int) -> 
     closes = [b for _, b in intervals if b <= at]
     assert cal.previous_open(at) == opens[-1]
     assert cal.previous_close(at) == closes[-1]
+
+
+def test_batch_paths_answer_missing_values_with_missing_values() -> None:
+    cal = BusinessCalendar.weekly(HOURS, tz="Europe/Berlin")
+    t = datetime(2025, 3, 3, 9, tzinfo=UTC)
+    h = timedelta(hours=1)
+    assert cal.elapsed_many([t, None, t], [t + 3 * h, t, pd.NaT]) == [3 * h, None, None]
+    assert cal.add_many([t, None, t], [h, h, None]) == [t + h, None, None]
+    column = pd.to_datetime(pd.Series([t, None, t]), utc=True)
+    answers = cal.elapsed_many(column, column + pd.Timedelta(hours=2))
+    assert answers[0] == answers[2] == np.timedelta64(2, "h")
+    assert np.isnat(answers[1])
+    starts = np.array(["2025-03-03T09:00", "NaT"], dtype="datetime64[us]")
+    added = cal.add_many(starts, np.array([3_600_000_000, 0], dtype="timedelta64[us]"))
+    assert added[0] == np.datetime64("2025-03-03T10:00")
+    assert np.isnat(added[1])
+    assert np.isnat(cal.elapsed_many(starts[1:], starts[1:])).all()  # all missing: no error

@@ -437,3 +437,26 @@ def test_start_and_cancel_together_cancel_at_once_whatever_follows(
     assert [c.stage for c in definition.evaluate(moved, at=MON + 7 * H).cycles] == [
         SLAStage.CANCELED
     ]
+
+
+def test_evaluate_many_rows_carry_business_paused_time_and_the_fields_asked_for() -> None:
+    from itsmcore.sla import evaluate_many  # noqa: PLC0415
+
+    rows = evaluate_many(
+        [held_and_resumed()], [resolution()], at=MON + 6 * H, fields=("assignment_group", "state")
+    )
+    (row,) = rows
+    assert (row["paused"], row["business_paused"]) == (2 * H, 2 * H)
+    assert (row["assignment_group"], row["state"]) == ("mail", "in_progress")
+    frame = evaluate_many(
+        [held_and_resumed()], [resolution()], at=MON + 6 * H, frame=True, fields=["priority"]
+    )
+    assert list(frame.columns) == [
+        "record", "sla", "stage", "class", "target", "started_at", "business_elapsed",
+        "elapsed", "paused", "business_paused", "remaining", "due_at", "breached",
+        "breached_at", "percent", "cycles", "priority",
+    ]  # fmt: skip
+    with pytest.raises(ValidationError, match="fields: "):
+        evaluate_many([held_and_resumed()], [resolution()], at=MON, fields=["colour"])
+    with pytest.raises(ValidationError, match="collection of field names"):
+        evaluate_many([held_and_resumed()], [resolution()], at=MON, fields="state")

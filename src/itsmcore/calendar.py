@@ -1018,7 +1018,8 @@ class BusinessCalendar:
         ``datetime64`` arrays (read as UTC) or tz-aware pandas columns and returns a numpy
         ``timedelta64[us]`` array without creating a Python object per row. Uses numpy when it
         is installed (the ``numpy`` extra) and a plain loop otherwise; answers are identical
-        to ``elapsed`` element by element.
+        to ``elapsed`` element by element. A missing value (``None``, ``NaT``, NaN) gives a
+        missing answer for its row (``None`` in a list, ``NaT`` in an array).
 
         >>> from datetime import UTC, datetime
         >>> cal = BusinessCalendar.always()
@@ -1027,12 +1028,23 @@ class BusinessCalendar:
         """
         np = _find_numpy()
         if np is not None and (_is_array(starts) or _is_array(ends)):
-            a, b = _us_array(np, starts, "starts"), _us_array(np, ends, "ends")
+            (a, gap_a), (b, gap_b) = _us_array(np, starts, "starts"), _us_array(np, ends, "ends")
             _same_length(len(a), len(b), "ends")
-            if not len(a):
-                return np.zeros(0, dtype="timedelta64[us]")
-            index = self._index_for(int(min(a.min(), b.min())), int(max(a.max(), b.max())))
-            return (_positions(np, index, b) - _positions(np, index, a)).view("timedelta64[us]")
+            gap = gap_a | gap_b
+            out = np.zeros(len(a), dtype=np.int64)
+            if not gap.all():
+                a, b = a[~gap], b[~gap]
+                index = self._index_for(int(min(a.min(), b.min())), int(max(a.max(), b.max())))
+                out[~gap] = _positions(np, index, b) - _positions(np, index, a)
+            answers = out.view("timedelta64[us]")
+            answers[gap] = np.timedelta64("NaT")
+            return answers
+        starts, ends = list(starts), list(ends)
+        _same_length(len(starts), len(ends), "ends")
+        gaps = [_missing(x) or _missing(y) for x, y in zip(starts, ends, strict=True)]
+        if any(gaps):  # answer the rest; a missing value's row stays missing
+            kept = iter(self.elapsed_many(*_present(gaps, starts, ends)))
+            return [None if gap else next(kept) for gap in gaps]
         a, b = _us_list(starts, "starts"), _us_list(ends, "ends")
         _same_length(len(a), len(b), "ends")
         if not a:
@@ -1058,17 +1070,28 @@ class BusinessCalendar:
         Takes sequences of aware datetimes and timedeltas and returns a list of datetimes (each
         in its start's zone), or takes arrays (numpy ``datetime64`` read as UTC, tz-aware
         pandas columns, ``timedelta64`` durations) and returns a numpy ``datetime64[us]``
-        array in UTC. Answers are identical to ``add`` element by element.
+        array in UTC. Answers are identical to ``add`` element by element. A missing value
+        (``None``, ``NaT``, NaN) gives a missing answer for its row.
         """
         np = _find_numpy()
         arrays = np is not None and (_is_array(starts) or _is_array(durations))
         if arrays:
-            a_np = _us_array(np, starts, "starts")
-            d_np = _duration_array(np, durations)
+            a_np, gap_a = _us_array(np, starts, "starts")
+            d_np, gap_d = _duration_array(np, durations)
             _same_length(len(a_np), len(d_np), "durations")
-            out_np = self._add_np(np, a_np, d_np)
-            return out_np.view("datetime64[us]")
-        starts = list(starts)
+            gap = gap_a | gap_d
+            out_np = np.zeros(len(a_np), dtype=np.int64)
+            if not gap.all():
+                out_np[~gap] = self._add_np(np, a_np[~gap], d_np[~gap])
+            answers = out_np.view("datetime64[us]")
+            answers[gap] = np.datetime64("NaT")
+            return answers
+        starts, durations = list(starts), list(durations)
+        _same_length(len(starts), len(durations), "durations")
+        gaps = [_missing(x) or _missing(y) for x, y in zip(starts, durations, strict=True)]
+        if any(gaps):  # answer the rest; a missing value's row stays missing
+            kept = iter(self.add_many(*_present(gaps, starts, durations)))
+            return [None if gap else next(kept) for gap in gaps]
         a = _us_list(starts, "starts")
         try:
             d = list(map(floordiv, durations, repeat(MICROSECOND)))
@@ -1140,8 +1163,20 @@ def _same_length(n: int, m: int, other: str) -> None:
 _UNIT_US: Final = {"s": (US_PER_SECOND, 1), "ms": (1000, 1), "us": (1, 1), "ns": (1, 1000)}
 
 
-def _us_array(np: Any, values: Any, name: str) -> Any:
-    """Microseconds since the epoch (int64) of a datetime64 array or a tz-aware pandas column."""
+def _missing(value: object) -> bool:
+    """``None``, ``NaT`` or NaN: a value an analyst's column lacks."""
+    return value is None or value != value  # noqa: PLR0124 - NaT and NaN are not themselves
+
+
+def _present(gaps: list[bool], *columns: list[Any]) -> list[list[Any]]:
+    return [[v for v, gap in zip(column, gaps, strict=True) if not gap] for column in columns]
+
+
+def _us_array(np: Any, values: Any, name: str) -> tuple[Any, Any]:
+    """Epoch microseconds (int64) of datetime64 or tz-aware pandas values, and the gaps.
+
+    The gaps are where values are missing (``NaT``, ``None``); their microseconds are 0.
+    """
     array = getattr(values, "array", values)  # a pandas Series holds a DatetimeArray
     if hasattr(array, "asi8") and hasattr(array, "tz"):  # pandas DatetimeArray / DatetimeIndex
         if array.tz is None:
@@ -1149,21 +1184,35 @@ def _us_array(np: Any, values: Any, name: str) -> Any:
                 f"{name} holds naive pandas timestamps; tz_localize them to their zone first"
             )
         mul, div = _UNIT_US[getattr(array, "unit", "ns")]
-        return np.asarray(array.asi8, dtype=np.int64) * mul // div
+        gap = np.asarray(array.isna(), dtype=bool)
+        return np.where(gap, 0, np.asarray(array.asi8, dtype=np.int64) * mul // div), gap
     values = np.asarray(values)
     if values.dtype.kind == "M":  # numpy datetime64 carries no zone: it counts UTC instants
-        return values.astype("datetime64[us]").view(np.int64)
-    return np.array(_us_list(values.tolist(), name), dtype=np.int64)
+        gap = np.isnat(values)
+        return np.where(gap, 0, values.astype("datetime64[us]").view(np.int64)), gap
+    items = values.tolist()
+    gap = np.array([_missing(v) for v in items], dtype=bool)
+    present = [v for v, g in zip(items, gap.tolist(), strict=True) if not g]
+    out = np.zeros(len(items), dtype=np.int64)
+    out[~gap] = _us_list(present, name)
+    return out, gap
 
 
-def _duration_array(np: Any, values: Any) -> Any:
+def _duration_array(np: Any, values: Any) -> tuple[Any, Any]:
+    """Durations as int64 microseconds, and where they are missing."""
     values = np.asarray(values)
     if values.dtype.kind == "m":
-        return values.astype("timedelta64[us]").view(np.int64)
+        gap = np.isnat(values)
+        return np.where(gap, 0, values.astype("timedelta64[us]").view(np.int64)), gap
+    items = values.tolist()
+    gap = np.array([_missing(v) for v in items], dtype=bool)
     try:
-        return np.array(list(map(floordiv, values.tolist(), repeat(MICROSECOND))), dtype=np.int64)
+        found = [v // MICROSECOND for v, g in zip(items, gap.tolist(), strict=True) if not g]
     except TypeError as exc:
         raise ValidationError("durations must be timedeltas") from exc
+    out = np.zeros(len(items), dtype=np.int64)
+    out[~gap] = found
+    return out, gap
 
 
 def _us_list(values: Iterable[Any], name: str) -> list[int]:

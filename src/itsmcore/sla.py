@@ -1026,6 +1026,7 @@ class SLAStatus:
             "business_elapsed": self.business_elapsed,
             "elapsed": self.elapsed,
             "paused": self.paused,
+            "business_paused": self.business_paused,
             "remaining": self.remaining,
             "due_at": self.due_at,
             "breached": self.breached,
@@ -1042,6 +1043,7 @@ def evaluate_many(
     *,
     at: datetime,
     frame: Literal[False] = False,
+    fields: Iterable[str] = (),
 ) -> list[dict[str, Any]]: ...
 @overload
 def evaluate_many(
@@ -1050,6 +1052,7 @@ def evaluate_many(
     *,
     at: datetime,
     frame: Literal[True],
+    fields: Iterable[str] = (),
 ) -> Any: ...  # a pandas DataFrame (pandas ships no types here)
 
 
@@ -1059,21 +1062,32 @@ def evaluate_many(
     *,
     at: datetime,
     frame: bool = False,
+    fields: Iterable[str] = (),
 ) -> Any:
     """Evaluate every definition on every record: one row per (record, definition).
 
-    Returns a list of dicts (``record`` plus :meth:`SLAStatus.as_row`), or a pandas
-    DataFrame with ``frame=True`` (needs the ``pandas`` extra).
+    Returns a list of dicts (``record`` plus :meth:`SLAStatus.as_row`, plus each of the
+    record's ``fields`` asked for, e.g. ``("assignment_group", "priority")``), or a pandas
+    DataFrame with ``frame=True`` (needs the ``pandas`` extra). docs/sla.md lists the columns.
     """
+    if isinstance(fields, str):
+        raise ValidationError(f"fields takes a collection of field names, e.g. ({fields!r},)")
+    extra = tuple(fields)
     defs = list(definitions)
     now = to_us(require_aware(at, "at"), "at")
     tz = at.tzinfo or UTC
     rows = []
     for record in records:
         record_id = getattr(record, "id", None)
+        try:
+            asked = {name: getattr(record, name) for name in extra}
+        except AttributeError as exc:
+            raise ValidationError(f"fields: {exc}") from None
         # One replay of the history drives every definition's clock.
         for d, cycles in zip(defs, _run(record, defs, now), strict=True):
-            rows.append({"record": record_id, **d._status(cycles, now, tz).as_row()})  # noqa: SLF001
+            rows.append(
+                {"record": record_id, **d._status(cycles, now, tz).as_row(), **asked}  # noqa: SLF001
+            )
     if not frame:
         return rows
     try:
