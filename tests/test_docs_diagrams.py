@@ -24,7 +24,10 @@ DIAGRAMS: dict[str, tuple[str, Workflow, bool]] = {
     "task": ("practices.md", TASK_WORKFLOW, False),
 }
 # Example modules the docs show whole: (page, marker name, file under docs/).
-EXAMPLES = [("practices.md", "tasks", "examples/tasks.py")]
+EXAMPLES = [
+    ("practices.md", "tasks", "examples/tasks.py"),
+    ("applications.md", "webdesk", "examples/webdesk.py"),
+]
 
 
 def block(name: str) -> re.Pattern[str]:
