@@ -202,3 +202,21 @@ def test_events_are_registered_by_type_and_normalised_to_utc() -> None:
 
         class Clash(Event):  # pyright: ignore[reportUnusedClass]
             type = "state_changed"
+
+
+def test_a_state_whose_every_exit_is_guarded_does_not_claim_to_be_terminal() -> None:
+    def never(_record: Any, _context: Mapping[str, Any]) -> str:
+        return "not yet"
+
+    wf = Workflow(
+        name="gate",
+        states=("waiting", "done"),
+        initial="waiting",
+        terminal=("done",),
+        transitions=(Transition("pass", "waiting", "done", guards=(never,)),),
+    )
+    with pytest.raises(InvalidTransitionError) as err:
+        wf.transition(Ticket("waiting"), "pass")
+    assert "none now (a guard refuses every way out of this state)" in str(err.value)
+    with pytest.raises(InvalidTransitionError, match=r"none \(the state is terminal\)"):
+        wf.transition(Ticket("done"), "pass")
