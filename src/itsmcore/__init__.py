@@ -24,6 +24,7 @@ from itsmcore.incident import (
     ResolutionCode,
 )
 from itsmcore.priority import Impact, Level, Priority, PriorityMatrix, Urgency
+from itsmcore.problem import KnownError, Problem, ProblemState
 from itsmcore.sla import SLADefinition, SLAStage, SLAStatus
 from itsmcore.workflow import Transition, Workflow
 
@@ -43,11 +44,14 @@ __all__ = [
     "IncidentState",
     "InvalidTransitionError",
     "ItsmError",
+    "KnownError",
     "Level",
     "ManualClock",
     "NotFoundError",
     "Priority",
     "PriorityMatrix",
+    "Problem",
+    "ProblemState",
     "ResolutionCode",
     "SLADefinition",
     "SLAStage",

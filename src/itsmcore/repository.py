@@ -25,6 +25,7 @@ from itsmcore._time import to_us
 from itsmcore.errors import DefinitionError, ValidationError
 from itsmcore.events import Event
 from itsmcore.incident import Incident
+from itsmcore.problem import Problem
 from itsmcore.record import Column
 
 __all__ = [
@@ -251,6 +252,7 @@ def kinds() -> tuple[RecordKind[Any], ...]:
 
 
 register(RecordKind("incidents", Incident))
+register(RecordKind("problems", Problem))
 
 
 @attrs.frozen(kw_only=True)
@@ -361,6 +363,7 @@ class UnitOfWork(Protocol):
     """
 
     incidents: Repository[Incident]
+    problems: Repository[Problem]
 
     def repository(self, cls: type[R]) -> Repository[R]:
         """The repository of the kind registered for records of class ``cls``."""
