@@ -18,7 +18,7 @@ import csv
 import io
 import os
 import zipfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
@@ -200,3 +200,41 @@ def test_a_replayed_incident_reads_as_the_export_does(
     assert (str(inc.priority), inc.channel, inc.resolution_code) == (
         "3 - Moderate", "phone", "code_5",
     )  # fmt: skip
+
+
+def _as_logged(number: str, first: dict[str, str]) -> Incident:
+    """An incident as its first row logged it: symptom (as its title), category, CI."""
+    return Incident.open(
+        id=number, title=_value(first["u_symptom"]) or number, caller="caller",
+        impact=first["impact"], urgency=first["urgency"], matrix=MATRIX,
+        category=_value(first["category"]), subcategory=_value(first["subcategory"]),
+        ci=_value(first["cmdb_ci"]), at=_at(first["opened_at"]), by="desk",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("by", "column"),
+    [("category", "category"), ("symptom", "u_symptom"), ("subcategory", "subcategory")],
+)
+def test_the_top_recurring_groups_are_the_exports_own_counts(
+    incidents: dict[str, list[dict[str, str]]], by: str, column: str
+) -> None:
+    from itsmcore.recurrence import detect_recurring  # noqa: PLC0415 - beside its use
+
+    logged = [_as_logged(number, rows[0]) for number, rows in incidents.items()]
+    keys = {
+        "symptom": lambda i: i.title if i.title != i.id else None,
+        "subcategory": lambda i: i.subcategory,  # the named key pairs it with its category
+    }
+    key = keys.get(by, by)
+    found = detect_recurring(logged, by=key)[:10]
+    export: Counter[str] = Counter(
+        rows[0][column] for rows in incidents.values() if rows[0][column] != "?"
+    )
+    assert [(c.key, c.count) for c in found] == export.most_common(10)
+    for candidate in found:
+        opened = [
+            _at(r[0]["opened_at"]) for r in incidents.values() if r[0][column] == candidate.key
+        ]
+        assert (candidate.first_seen, candidate.last_seen) == (min(opened), max(opened))
+        assert sum(n for _, n in candidate.monthly) == candidate.count
