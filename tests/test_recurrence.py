@@ -17,7 +17,8 @@ from itsmcore import BusinessCalendar, Incident, ValidationError
 from itsmcore.recurrence import Billing, Candidate, Phase, detect_recurring, normalise
 
 BERLIN = ZoneInfo("Europe/Berlin")
-MONDAY = datetime(2025, 1, 6, tzinfo=BERLIN)
+MONDAY = datetime(2025, 1, 6, tzinfo=BERLIN)  # wall-clock steps: every Tuesday at 18:00
+START = datetime(2025, 1, 6, tzinfo=UTC)  # exact steps: random times never land in a gap
 YEAR = 365 * 86_400
 OFFICE = BusinessCalendar.weekly({"mon-fri": "08:00-17:00"}, tz="Europe/Berlin")
 
@@ -47,7 +48,7 @@ def noise(seed: int, n: int = 5_000, cis: int = 300) -> list[Incident]:
     return [
         incident(
             f"N{k}",
-            MONDAY + timedelta(seconds=rnd.randrange(YEAR)),
+            START + timedelta(seconds=rnd.randrange(YEAR)),
             ci=f"CI{rnd.randrange(cis):03d}",
             worked=timedelta(minutes=rnd.randrange(5, 600)),
         )

@@ -211,11 +211,10 @@ def detect_recurring(
         return []
     mean = sum(map(len, groups.values())) / len(groups)
     weeks, local_times = {}, {}
-    everyone = [0] * 168
     for key, members in groups.items():
         local_times[key] = times = [i.opened_at.astimezone(local) for i in members]
-        weeks[key] = week = _hours_of_week(times)
-        everyone = [a + b for a, b in zip(everyone, week, strict=True)]
+        weeks[key] = _hours_of_week(times)
+    everyone = [sum(hour) for hour in zip(*weeks.values(), strict=True)]
     found = []
     for key, members in groups.items():
         if len(members) < min_count:
@@ -344,11 +343,11 @@ def _pattern(
         (by_hour, others_by_hour, timedelta(days=1)),
     ):
         slots = len(counts)
+        in_slot = _band_sums(counts, band)
         best: tuple[float, int, bool, int] | None = None
-        for start in range(slots):
-            count = sum(counts[(start + k) % slots] for k in range(band))
+        for start, count in enumerate(in_slot):
             if count < 3 or count <= n / 2:
-                continue
+                continue  # at most 2 * band - 1 slots get past this
             expected = sum(base[(start + k) % slots] for k in range(band))
             chance = (expected + band * 168 / slots) / prior
             tail = _log10_binomial_tail(count, n, chance) + math.log10(trials * slots)
@@ -363,6 +362,17 @@ def _pattern(
             weekday = start // 24 if slots == 168 else None
             return period, Phase(weekday, start % 24, start % 24 + band), count / n
     return None
+
+
+def _band_sums(counts: list[int], band: int) -> list[int]:
+    """For each start, the sum of ``band`` counts from it (wrapping round): a sliding sum."""
+    slots = len(counts)
+    total = sum(counts[k % slots] for k in range(band))
+    out = []
+    for start in range(slots):
+        out.append(total)
+        total += counts[(start + band) % slots] - counts[start]
+    return out
 
 
 def _occasions(times: list[datetime], start: int, band: int, slots: int) -> int:
