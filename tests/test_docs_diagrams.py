@@ -6,6 +6,7 @@ rewrites the blocks between ``<!-- diagram:NAME -->`` and ``<!-- /diagram -->``.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from tasks import TASK_WORKFLOW
 
 from itsmcore.incident import INCIDENT_WORKFLOW
+from itsmcore.problem import PROBLEM_WORKFLOW
 from itsmcore.workflow import Workflow
 
 DOCS = Path(__file__).parent.parent / "docs"
@@ -22,12 +24,16 @@ DIAGRAMS: dict[str, tuple[str, Workflow, bool]] = {
     "incident": ("incident.md", INCIDENT_WORKFLOW, False),
     "incident-actions": ("incident.md", INCIDENT_WORKFLOW, True),
     "task": ("practices.md", TASK_WORKFLOW, False),
+    "problem": ("problem.md", PROBLEM_WORKFLOW, False),
 }
 # Example modules the docs show whole: (page, marker name, file under docs/).
 EXAMPLES = [
     ("practices.md", "tasks", "examples/tasks.py"),
     ("applications.md", "webdesk", "examples/webdesk.py"),
+    ("problem.md", "after_hours", "examples/after_hours.py"),
 ]
+# Example scripts whose printed output a page shows: (page, marker name, module).
+OUTPUTS = [("problem.md", "after_hours", "after_hours")]
 
 
 def block(name: str) -> re.Pattern[str]:
@@ -63,3 +69,15 @@ def test_pages_show_their_example_modules_as_they_are(page: str, name: str, sour
     assert match[1] == (DOCS / source).read_text(encoding="utf-8"), (
         f"docs/{page} no longer shows docs/{source} as it is"
     )
+
+
+@pytest.mark.parametrize(("page", "name", "module"), OUTPUTS)
+def test_pages_show_what_their_example_scripts_print(
+    page: str, name: str, module: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (DOCS / page).read_text(encoding="utf-8")
+    pattern = rf"<!-- output:{re.escape(name)} -->\n```text\n(.*?)```\n<!-- /output -->"
+    match = re.search(pattern, text, re.DOTALL)
+    assert match is not None, f"{page} has no <!-- output:{name} --> block"
+    importlib.import_module(module).main()
+    assert capsys.readouterr().out == match[1], f"docs/{page} no longer shows what {module} prints"

@@ -109,6 +109,8 @@ def test_the_planted_group_is_found_by_its_normalised_short_description_too() ->
     assert [c.key for c in found[1:]] == ["something broke"]  # every noise incident's title
     assert found[0].period == timedelta(days=7)
     assert normalise("Restart APP-X #4711") == normalise("restart app-x #12") == "restart app x"
+    assert normalise("  Drucker läuft nicht (Raum 3.14)") == "drucker läuft nicht raum"
+    assert normalise("ОШИБКА_42: диск") == "ошибка диск"
 
 
 def test_a_nightly_job_failure_is_a_daily_pattern_without_a_weekday() -> None:
@@ -222,6 +224,7 @@ def test_a_candidate_opens_its_problem_with_every_incident_linked() -> None:
     assert problem.title == "Recurring incidents: app-billing"
     assert "52 incidents" in problem.description
     assert "Tuesday 18:00-21:00 every 7 day(s)" in problem.description
-    assert problem.symptom == "app-billing"
+    assert (problem.symptom, problem.ci, problem.service) == ("Restart billing app #4000",
+                                                             "app-billing", None)  # fmt: skip
     assert sorted(problem.incidents) == sorted(i.id for i in found.incidents)
     assert all(i.problems == ("PRB0000001",) for i in linked)

@@ -37,16 +37,16 @@ __all__ = ["Billing", "Candidate", "Phase", "detect_recurring", "normalise"]
 _DAYS: Final = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _HOUR: Final = timedelta(hours=1)
 _YEAR: Final = timedelta(days=365.25)
-_NOISE: Final = re.compile(r"[0-9]+|[^a-z ]+")
+_NOISE: Final = re.compile(r"[\W\d_]+")  # all but letters, of any script
 
 
 def normalise(text: str) -> str:
     """A short description with case, digits, ids and punctuation stripped.
 
     The same symptom then reads the same: ``"Restart APP-X #4711"`` and
-    ``"restart app-x #12"`` are one.
+    ``"restart app-x #12"`` are one. Letters of every script stay (``"Drucker läuft nicht"``).
     """
-    return " ".join(_NOISE.sub(" ", text.lower()).split())
+    return _NOISE.sub(" ", text.lower()).strip()
 
 
 _KEYS: Final[dict[str, Callable[[Any], Hashable]]] = {
@@ -117,7 +117,9 @@ class Candidate:
     monthly: tuple[tuple[str, int], ...]
     """Occurrences per month (``YYYY-MM``), every month from the first to the last."""
     trend: float
-    """The least-squares slope of the monthly counts: occurrences per month, per month."""
+    """The least-squares slope of the monthly counts, in occurrences per month per month,
+    over the whole months between the first and the last (the partial first and last are
+    left out; 0 with fewer than two)."""
     outside_hours: float | None
     """The share opened outside the calendar's business hours (``None`` without one)."""
     per_year: float
@@ -137,6 +139,10 @@ class Candidate:
     ) -> tuple[Problem, list[Any]]:
         """Open the problem this candidate points at, its incidents linked, in one call.
 
+        The problem's symptom is the incidents' most common short description; its CI and
+        service are theirs when they all share one. The description says how many, since
+        when, the pattern and the billed hours a year.
+
         Returns the problem and the incidents as they are after linking (save both).
         """
         what = title or f"Recurring incidents: {self.key}"
@@ -150,13 +156,21 @@ class Candidate:
                 f"{self.last_seen:%Y-%m-%d}{pattern}; about {self.billed_hours_per_year:.0f} "
                 f"billed hours a year"
             ),
-            symptom=str(self.key),
+            symptom=Counter(i.title for i in self.incidents).most_common(1)[0][0],
+            ci=_shared(self.incidents, "ci"),
+            service=_shared(self.incidents, "service"),
             impact=impact,
             urgency=urgency,
             at=at,
             by=by,
         )
         return link_incidents(problem, self.incidents, at=at, by=by)
+
+
+def _shared(incidents: Iterable[Any], field: str) -> str | None:
+    values = {getattr(i, field, None) for i in incidents}
+    only = values.pop() if len(values) == 1 else None
+    return only if isinstance(only, str) else None
 
 
 def detect_recurring(
@@ -441,7 +455,7 @@ def _candidate(
         phase=phase,
         periodic_share=round(share, 3),
         monthly=monthly,
-        trend=round(_slope([c for _, c in monthly]), 3),
+        trend=round(_slope([c for _, c in monthly[1:-1]]), 3),
         outside_hours=None if outside is None else round(outside, 3),
         per_year=round(per_year, 1),
         billed_hours_per_year=round(hours * scale, 1),
