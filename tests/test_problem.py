@@ -236,6 +236,19 @@ def test_linked_incidents_get_the_workaround_and_count_with_their_cost() -> None
         communicate_workaround(opened(), linked, at=T0 + M, by="pm")
 
 
+def test_a_closed_incident_is_recorded_on_the_problem_and_left_read_only() -> None:
+    closed = (
+        Incident.open(id="INC1", title="Export hangs", caller="payroll", impact=2, urgency=2,
+                      at=T0, by="desk")
+        .resolve(code="solution_provided", notes="restarted", at=T0 + M, by="desk")
+        .close(at=T0 + 2 * M, by="desk")
+    )  # fmt: skip
+    p, (same,) = link_incidents(opened(), [closed], at=T0 + 3 * M, by="pm")
+    assert p.incidents == ("INC1",)
+    assert same is closed  # closed is read-only: no link event on it
+    assert incident_cost(p, [same], lambda _i: 95.0) == (1, 95.0)
+
+
 class ProblemMachine(RuleBasedStateMachine):
     """Random verb sequences: allowed moves succeed, refused ones leave the problem as it was."""
 

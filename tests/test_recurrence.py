@@ -228,3 +228,26 @@ def test_a_candidate_opens_its_problem_with_every_incident_linked() -> None:
                                                              "app-billing", None)  # fmt: skip
     assert sorted(problem.incidents) == sorted(i.id for i in found.incidents)
     assert all(i.problems == ("PRB0000001",) for i in linked)
+
+
+def test_a_candidate_of_closed_incidents_still_becomes_a_problem_with_all_of_them() -> None:
+    closed = [i.close(at=i.resolved_at + timedelta(days=2), by="desk") for i in restarts(12)]
+    (found,) = detect_recurring(closed)
+    problem, linked = found.to_problem(id="PRB9", at=datetime(2026, 2, 1, tzinfo=UTC), by="pm")
+    assert len(problem.incidents) == 52
+    assert linked == closed  # read-only: returned as they were
+
+
+def test_naive_times_and_unhashable_keys_are_refused_by_name() -> None:
+    class Naive:
+        opened_at = datetime(2025, 1, 7, 18)  # naive: the bad input under test
+        ci = "app"
+
+    with pytest.raises(ValidationError, match="aware datetime"):
+        detect_recurring([Naive()] * 3)
+    with pytest.raises(ValidationError, match="hashable"):
+        detect_recurring(restarts(1, weeks=3), by=lambda i: [i.ci])
+    with pytest.raises(ValidationError, match="timedelta"):
+        Billing(minimum=60)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="rate"):
+        Billing(rate=float("nan"))

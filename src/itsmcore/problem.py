@@ -612,14 +612,18 @@ def link_incidents(
 ) -> tuple[Problem, list[_I]]:
     """Link incidents to the problem they come from (many incidents, one problem).
 
-    Each incident gains a link to the problem and the problem one to each incident (an
-    incident already linked is left as it is). Returns the updated problem and incidents.
+    The problem gains a link to each incident, and each incident one to the problem (an
+    incident already linked is left as it is). A closed or canceled incident is read-only:
+    the problem still records it (what a recurrence report finds is mostly closed), and the
+    incident is returned unchanged. Returns the updated problem and incidents.
     """
     out = []
     for incident in incidents:
         if incident.id not in problem.incidents:
             problem = problem.link(kind="incident", target=incident.id, at=at, by=by)
-        if problem.id not in _problems_of(incident):
+        if problem.id not in _problems_of(incident) and "link" in incident.workflow.allowed(
+            incident
+        ):
             incident = incident.link(kind="problem", target=problem.id, at=at, by=by)  # noqa: PLW2901
         out.append(incident)
     return problem, out

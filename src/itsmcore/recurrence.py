@@ -72,8 +72,15 @@ class Billing:
     rate: float = 1.0
 
     def __attrs_post_init__(self) -> None:
+        if not (isinstance(self.unit, timedelta) and isinstance(self.minimum, timedelta)):
+            raise ValidationError("billing's minimum and unit are timedeltas")
         if not (self.unit > timedelta(0) and self.minimum >= timedelta(0)):
             raise ValidationError("billing needs a positive unit and a non-negative minimum")
+        rate = self.rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate >= 0:
+            raise ValidationError(f"billing's rate must be a number from 0, got {rate!r}")
+        if math.isinf(rate):
+            raise ValidationError("billing's rate must be finite")
 
     def hours(self, incident: Any) -> float:
         """The hours billed for one incident."""
@@ -292,10 +299,16 @@ def _groups(
     latest: datetime | None = None
     for incident in incidents:
         key = key_of(incident)
-        if key is not None:
+        if key is None:
+            continue
+        opened = incident.opened_at
+        if not isinstance(opened, datetime) or opened.utcoffset() is None:
+            raise ValidationError(f"opened_at must be an aware datetime, got {opened!r}")
+        try:
             groups[key].append(incident)
-            opened = incident.opened_at
-            latest = opened if latest is None or opened > latest else latest
+        except TypeError as exc:
+            raise ValidationError(f"a group key must be hashable, got {key!r}") from exc
+        latest = opened if latest is None or opened > latest else latest
     if window is None or latest is None:
         return groups
     cutoff = latest - window
