@@ -1,6 +1,7 @@
 """itsmcore: IT service management as a small, exact, typed library."""
 
 from itsmcore.calendar import BusinessCalendar
+from itsmcore.change import Change, ChangeState, ChangeType, RiskLevel
 from itsmcore.clock import Clock, ManualClock, SystemClock
 from itsmcore.errors import (
     ClosedError,
@@ -11,6 +12,7 @@ from itsmcore.errors import (
     InvalidTransitionError,
     ItsmError,
     NotFoundError,
+    SegregationOfDutiesError,
     StoreBusyError,
     TransientError,
     ValidationError,
@@ -30,6 +32,9 @@ from itsmcore.workflow import Transition, Workflow
 
 __all__ = [
     "BusinessCalendar",
+    "Change",
+    "ChangeState",
+    "ChangeType",
     "Channel",
     "Clock",
     "ClosedError",
@@ -53,9 +58,11 @@ __all__ = [
     "Problem",
     "ProblemState",
     "ResolutionCode",
+    "RiskLevel",
     "SLADefinition",
     "SLAStage",
     "SLAStatus",
+    "SegregationOfDutiesError",
     "StoreBusyError",
     "SystemClock",
     "TransientError",

@@ -21,6 +21,7 @@ __all__ = [
     "InvalidTransitionError",
     "ItsmError",
     "NotFoundError",
+    "SegregationOfDutiesError",
     "StoreBusyError",
     "TransientError",
     "ValidationError",
@@ -33,6 +34,10 @@ class ItsmError(Exception):
 
 class ValidationError(ItsmError, ValueError):
     """An argument is not acceptable: a naive datetime, an unknown label, an end before a start."""
+
+
+class SegregationOfDutiesError(ValidationError):
+    """Someone acting on their own record where the rules forbid it (approving their change)."""
 
 
 class DefinitionError(ItsmError, ValueError):

@@ -22,6 +22,7 @@ from typing import Any, Final, Generic, Protocol, Self, TypeVar
 import attrs
 
 from itsmcore._time import to_us
+from itsmcore.change import Change
 from itsmcore.errors import DefinitionError, ValidationError
 from itsmcore.events import Event
 from itsmcore.incident import Incident
@@ -253,6 +254,7 @@ def kinds() -> tuple[RecordKind[Any], ...]:
 
 register(RecordKind("incidents", Incident))
 register(RecordKind("problems", Problem))
+register(RecordKind("changes", Change))
 
 
 @attrs.frozen(kw_only=True)
