@@ -33,6 +33,7 @@ from itsmcore.change import (
     RiskModel,
     RiskRule,
     StandardChangeTemplate,
+    change_measures,
 )
 from itsmcore.errors import DefinitionError
 from itsmcore.repository import RecordKind
@@ -501,3 +502,24 @@ def test_changes_are_found_by_type_risk_and_planned_window(tmp_path: Any) -> Non
         assert [c.id for c in uow.changes.find(state="scheduled")] == ["CHG0000002", "CHG0000003"]
         window = uow.changes.find(planned_from=T0 + 71 * H, planned_until=T0 + 73 * H)
         assert len(window) == 3
+
+
+def test_the_measures_over_a_set_of_changes() -> None:
+    good = _closed(opened(ChangeType.NORMAL))
+    quick = _closed(opened(ChangeType.STANDARD, id="CHG2"))
+    c = _implementing(opened(ChangeType.EMERGENCY, id="CHG3"))
+    c = c.complete(code="unsuccessful", notes="disk full", at=later(c), by="ivan")
+    bad = c.close(outcome="failed", lessons="check space", caused=["INC1", "INC2"],
+                  at=later(c), by="rita")  # fmt: skip
+    pending = opened(ChangeType.NORMAL, id="CHG4")
+    m = change_measures([good, quick, bad, pending])
+    assert (m.changes, m.closed, m.caused_incidents, m.incidents_caused) == (4, 3, 1, 2)
+    assert m.success_rate == pytest.approx(2 / 3)
+    assert m.emergency_ratio == 0.25
+    # Requested at T0, implemented at T0 + 72 h + 1 min (standard: its own start later).
+    leads = [x.actual_start - x.opened_at for x in (good, quick, bad)]  # type: ignore[operator]
+    assert m.mean_lead_time == sum(leads, timedelta(0)) / 3
+    approval = [2 * M, M]  # normal: two levels a minute apart; emergency: one
+    assert m.mean_approval_time == sum(approval, timedelta(0)) / 2
+    empty = change_measures([])
+    assert (empty.success_rate, empty.emergency_ratio, empty.mean_lead_time) == (None, None, None)

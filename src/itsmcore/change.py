@@ -64,6 +64,7 @@ __all__ = [
     "CHANGE_WORKFLOWS",
     "ApprovalLevel",
     "Change",
+    "ChangeMeasures",
     "ChangeState",
     "ChangeType",
     "CloseCode",
@@ -73,6 +74,7 @@ __all__ = [
     "RiskRule",
     "StandardChangeTemplate",
     "Vote",
+    "change_measures",
     "change_workflow",
 ]
 
@@ -1005,3 +1007,64 @@ class Change(Assignable, Prioritized, Commentable, Linkable, Cancelable, Editabl
     def _on_reviewed(self, e: ChangeReviewed) -> Mapping[str, Any]:
         caused = tuple(dict.fromkeys((*self.incidents, *e.caused)))
         return {"review_outcome": e.outcome, "lessons": e.lessons, "incidents": caused}
+
+
+# --------------------------------------------------------------------------- measures
+
+
+@attrs.frozen
+class ChangeMeasures:
+    """The change-enablement KPIs over a set of changes."""
+
+    changes: int
+    closed: int
+    success_rate: float | None
+    """Successful (with or without issues) among the closed ones with a close code."""
+    emergency_ratio: float | None
+    """Emergency changes among all."""
+    caused_incidents: int
+    """Changes with incidents linked as caused by them."""
+    incidents_caused: int
+    mean_lead_time: timedelta | None
+    """From the request to the start of the implementation, over the implemented ones."""
+    mean_approval_time: timedelta | None
+    """From submission to the end of approval (Scheduled), over the approved normal and
+    emergency ones."""
+
+
+def change_measures(changes: Iterable[Change]) -> ChangeMeasures:
+    """Success rate, emergency ratio, changes causing incidents, lead and approval times."""
+    all_ = list(changes)
+    closed = [c for c in all_ if c.state is _CLOSED]
+    coded = [c for c in closed if c.close_code is not None]
+    good = sum(c.close_code not in _FAILED for c in coded)
+    leads = [c.actual_start - c.opened_at for c in all_ if c.actual_start is not None]
+    approvals = [d for d in map(_approval_time, all_) if d is not None]
+    return ChangeMeasures(
+        changes=len(all_),
+        closed=len(closed),
+        success_rate=good / len(coded) if coded else None,
+        emergency_ratio=(
+            sum(c.change_type is ChangeType.EMERGENCY for c in all_) / len(all_) if all_ else None
+        ),
+        caused_incidents=sum(bool(c.incidents) for c in all_),
+        incidents_caused=sum(len(c.incidents) for c in all_),
+        mean_lead_time=sum(leads, timedelta(0)) / len(leads) if leads else None,
+        mean_approval_time=sum(approvals, timedelta(0)) / len(approvals) if approvals else None,
+    )
+
+
+def _approval_time(change: Change) -> timedelta | None:
+    """From the last submission to reaching Scheduled after it (``None`` if not approved).
+
+    Standard changes are pre-approved: they have no approval time.
+    """
+    if change.change_type is ChangeType.STANDARD:
+        return None
+    submitted = None
+    for event in change.history:
+        if isinstance(event, ChangeSubmitted):
+            submitted = event.at
+        elif submitted is not None and event.state == _SCHED:
+            return event.at - submitted
+    return None

@@ -16,7 +16,6 @@ its wall-clock meaning and is never longer than written on the night the clocks 
 
 from __future__ import annotations
 
-import heapq
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Final
 
@@ -228,7 +227,7 @@ class Window(Schedule):
             a, b = _instant(wall, tz), _instant(wall + self.duration, tz)
             if a < hi and b > lo and a < b:
                 out.append((max(a, lo), min(b, hi)))
-        return _merge(out)
+        return merge_spans(out)
 
     def _starts(self, after: datetime, before: datetime) -> Iterable[datetime]:
         """The wall-clock starts from ``after`` to ``before`` (naive), in order."""
@@ -297,7 +296,8 @@ def _instant(wall: datetime, tz: tzinfo) -> int:
     return hi * _US
 
 
-def _merge(spans: list[_Span]) -> list[_Span]:
+def merge_spans(spans: list[_Span]) -> list[_Span]:
+    """Sort ``(start, end)`` pairs (µs) and join those that overlap or touch."""
     spans.sort()
     out: list[_Span] = []
     for a, b in spans:
@@ -322,13 +322,14 @@ class _Combined(Schedule):
     def _spans(self, lo: int, hi: int) -> list[_Span]:
         first, second = (p._spans(lo, hi) for p in self.parts)  # noqa: SLF001 - same family
         if self.how == "union":
-            return _merge(first + second)
+            return merge_spans(first + second)
         if self.how == "intersection":
-            return list(_intersect(first, second))
-        return list(_subtract(first, second))
+            return list(intersect_spans(first, second))
+        return list(subtract_spans(first, second))
 
 
-def _intersect(a: list[_Span], b: list[_Span]) -> Iterator[_Span]:
+def intersect_spans(a: list[_Span], b: list[_Span]) -> Iterator[_Span]:
+    """The spans in both of two merged span lists."""
     i = j = 0
     while i < len(a) and j < len(b):
         lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
@@ -340,7 +341,8 @@ def _intersect(a: list[_Span], b: list[_Span]) -> Iterator[_Span]:
             j += 1
 
 
-def _subtract(a: list[_Span], b: list[_Span]) -> Iterator[_Span]:
+def subtract_spans(a: list[_Span], b: list[_Span]) -> Iterator[_Span]:
+    """The spans of ``a`` not in ``b`` (both merged)."""
     j = 0
     for lo, hi in a:
         start = lo
@@ -354,13 +356,3 @@ def _subtract(a: list[_Span], b: list[_Span]) -> Iterator[_Span]:
             k += 1
         if start < hi:
             yield start, hi
-
-
-def free_spans(spans: Iterable[_Span], lo: int, hi: int) -> list[_Span]:
-    """The gaps of merged ``spans`` within ``[lo, hi)`` (used by scheduling)."""
-    return list(_subtract([(lo, hi)], _merge(list(spans))))
-
-
-def merge_sorted(*streams: Iterable[_Span]) -> list[_Span]:
-    """Merge already sorted span lists into one merged list."""
-    return _merge(list(heapq.merge(*streams)))
