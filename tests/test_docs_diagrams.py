@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from tasks import TASK_WORKFLOW
 
+from itsmcore.change import CHANGE_WORKFLOWS
 from itsmcore.incident import INCIDENT_WORKFLOW
 from itsmcore.problem import PROBLEM_WORKFLOW
 from itsmcore.workflow import Workflow
@@ -25,15 +26,20 @@ DIAGRAMS: dict[str, tuple[str, Workflow, bool]] = {
     "incident-actions": ("incident.md", INCIDENT_WORKFLOW, True),
     "task": ("practices.md", TASK_WORKFLOW, False),
     "problem": ("problem.md", PROBLEM_WORKFLOW, False),
+    **{
+        f"change-{kind}": ("change.md", CHANGE_WORKFLOWS[kind], False)  # type: ignore[index]
+        for kind in ("standard", "normal", "emergency")
+    },
 }
 # Example modules the docs show whole: (page, marker name, file under docs/).
 EXAMPLES = [
     ("practices.md", "tasks", "examples/tasks.py"),
     ("applications.md", "webdesk", "examples/webdesk.py"),
     ("problem.md", "after_hours", "examples/after_hours.py"),
+    ("change.md", "cab", "examples/cab.py"),
 ]
 # Example scripts whose printed output a page shows: (page, marker name, module).
-OUTPUTS = [("problem.md", "after_hours", "after_hours")]
+OUTPUTS = [("problem.md", "after_hours", "after_hours"), ("change.md", "cab", "cab")]
 
 
 def block(name: str) -> re.Pattern[str]:
