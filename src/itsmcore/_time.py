@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from itsmcore.errors import ValidationError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 _OFFSET = re.compile(r"(?:UTC)?([+-])(\d{1,2})(?::?(\d{2}))?")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -130,3 +134,84 @@ def zone(key: str | tzinfo) -> tzinfo:
         raise ValidationError(
             f"unknown time zone {key!r}; use an IANA name such as 'Europe/Berlin' or 'UTC'"
         ) from exc
+
+
+# --------------------------------------------------------------------------- wall clocks
+
+
+def earliest_instant(wall: datetime, tz: tzinfo) -> int:
+    """The earliest instant (µs) at which ``tz``'s wall clock reads naive ``wall`` or later.
+
+    A time that exists once is that instant; a repeated one (the fall-back hour) its first
+    occurrence; one in a spring gap the jump itself. Calendars read opening hours and
+    windows read their spans this way.
+    """
+    first = (wall.replace(tzinfo=tz) - EPOCH) // MICROSECOND
+    if from_us(first, tz).replace(tzinfo=None) == wall:
+        return first  # the wall time exists; fold=0 picked its first occurrence
+    # A wall time in a spring gap: fold=0 read it with the offset before the jump, which
+    # lands after the jump; fold=1 reads it with the offset after, which lands before.
+    # The jump lies between the two; find it to the second (zone offsets are whole seconds).
+    lo = (wall.replace(tzinfo=tz, fold=1) - EPOCH) // MICROSECOND // US_PER_SECOND
+    hi = first // US_PER_SECOND
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if from_us(mid * US_PER_SECOND, tz).replace(tzinfo=None) >= wall:
+            hi = mid
+        else:
+            lo = mid
+    return hi * US_PER_SECOND
+
+
+# --------------------------------------------------------------------------- spans
+# Half-open (start, end) pairs of microseconds, sorted and disjoint unless said otherwise.
+
+Span = tuple[int, int]
+
+
+def merge_spans(spans: Iterable[Span]) -> list[Span]:
+    """Sorted spans joined where they overlap or touch."""
+    out: list[Span] = []
+    for a, b in spans:
+        if out and a <= out[-1][1]:
+            if b > out[-1][1]:
+                out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def subtract_spans(spans: list[Span], holes: Sequence[Span]) -> list[Span]:
+    """Sorted disjoint ``spans`` minus sorted disjoint ``holes``."""
+    if not holes:
+        return spans
+    out = []
+    k = 0
+    for a, b in spans:
+        while k < len(holes) and holes[k][1] <= a:
+            k += 1
+        j = k
+        start = a
+        while j < len(holes) and holes[j][0] < b:
+            if holes[j][0] > start:
+                out.append((start, holes[j][0]))
+            start = max(start, holes[j][1])
+            j += 1
+        if start < b:
+            out.append((start, b))
+    return out
+
+
+def intersect_spans(a: Sequence[Span], b: Sequence[Span]) -> list[Span]:
+    """The spans in both of two sorted disjoint span lists."""
+    out = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if lo < hi:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out

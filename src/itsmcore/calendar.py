@@ -30,9 +30,12 @@ from itsmcore._time import (
     MICROSECOND,
     US_PER_SECOND,
     WALL_EPOCHS,
+    earliest_instant,
     from_us,
+    merge_spans,
     require_aware,
     since_epoch,
+    subtract_spans,
     to_us,
     wall_epoch,
     zone,
@@ -272,37 +275,8 @@ def _extra_repr(name: str, value: object) -> str:
 # --------------------------------------------------------------------------- interval algebra
 
 
-def _merge(intervals: Iterable[Interval]) -> list[Interval]:
-    """Merge sorted intervals that overlap or touch."""
-    out: list[Interval] = []
-    for a, b in intervals:
-        if out and a <= out[-1][1]:
-            if b > out[-1][1]:
-                out[-1] = (out[-1][0], b)
-        else:
-            out.append((a, b))
-    return out
-
-
-def _subtract(intervals: list[Interval], holes: Sequence[Interval]) -> list[Interval]:
-    """Sorted disjoint ``intervals`` minus sorted disjoint ``holes``."""
-    if not holes:
-        return intervals
-    out = []
-    k = 0
-    for a, b in intervals:
-        while k < len(holes) and holes[k][1] <= a:
-            k += 1
-        j = k
-        start = a
-        while j < len(holes) and holes[j][0] < b:
-            if holes[j][0] > start:
-                out.append((start, holes[j][0]))
-            start = max(start, holes[j][1])
-            j += 1
-        if start < b:
-            out.append((start, b))
-    return out
+_merge = merge_spans
+_subtract = subtract_spans
 
 
 def _clip(intervals: Iterable[Interval], lo: int, hi: int) -> list[Interval]:
@@ -594,25 +568,11 @@ class BusinessCalendar:
         """The earliest instant (µs) at which the wall clock shows ``day`` + ``seconds`` or later."""  # noqa: E501
         day += timedelta(days=seconds // _DAY_S)
         seconds %= _DAY_S
-        # A naive wall time on purpose: it is read in self.tz just below.
+        # A naive wall time on purpose: earliest_instant reads it in self.tz.
         wall = datetime(  # noqa: DTZ001
             day.year, day.month, day.day, seconds // 3600, seconds // 60 % 60, seconds % 60
         )
-        first = (wall.replace(tzinfo=self.tz) - EPOCH) // MICROSECOND
-        if from_us(first, self.tz).replace(tzinfo=None) == wall:
-            return first  # the wall time exists; fold=0 picked its first occurrence
-        # A wall time in a spring gap: fold=0 read it with the offset before the jump, which
-        # lands after the jump; fold=1 reads it with the offset after, which lands before.
-        # The jump lies between the two; find it to the second (zone offsets are whole seconds).
-        lo = (wall.replace(tzinfo=self.tz, fold=1) - EPOCH) // MICROSECOND // US_PER_SECOND
-        hi = first // US_PER_SECOND
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if from_us(mid * US_PER_SECOND, self.tz).replace(tzinfo=None) >= wall:
-                hi = mid
-            else:
-                lo = mid
-        return hi * US_PER_SECOND
+        return earliest_instant(wall, self.tz)
 
     def _expand(self, lo: int, hi: int) -> list[Interval]:
         """The open intervals of ``[lo, hi)``, clipped to it."""

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from itsmcore._time import from_us, to_us, to_utc
+from itsmcore._time import from_us, intersect_spans, merge_spans, subtract_spans, to_us, to_utc
 from itsmcore.errors import ValidationError
-from itsmcore.windows import Schedule, intersect_spans, merge_spans, subtract_spans
+from itsmcore.windows import Schedule
 
 if TYPE_CHECKING:
     from itsmcore.change import Change
@@ -230,10 +230,10 @@ def next_free_slot(
     for ci in _scopes(change):
         allowed = _schedule_for(maintenance, ci)
         if allowed is not None:
-            free = list(intersect_spans(free, _us(allowed.spans(lo, hi))))
+            free = intersect_spans(free, _us(allowed.spans(lo, hi)))
         forbidden = _schedule_for(blackout, ci)
         if forbidden is not None:
-            free = list(subtract_spans(free, _us(forbidden.spans(lo, hi))))
+            free = subtract_spans(free, _us(forbidden.spans(lo, hi)))
     mine = set(change.cis)
     if related is not None:
         mine |= {near for ci in change.cis for near in related(ci)}

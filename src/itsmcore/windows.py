@@ -22,7 +22,16 @@ from typing import TYPE_CHECKING, Final
 import attrs
 from dateutil.rrule import rrule, rrulestr
 
-from itsmcore._time import from_us, to_us, to_utc, zone
+from itsmcore._time import (
+    earliest_instant,
+    from_us,
+    intersect_spans,
+    merge_spans,
+    subtract_spans,
+    to_us,
+    to_utc,
+    zone,
+)
 from itsmcore.errors import DefinitionError, ValidationError
 
 if TYPE_CHECKING:
@@ -224,10 +233,10 @@ class Window(Schedule):
         after, before = wall_lo.replace(tzinfo=None), wall_hi.replace(tzinfo=None)
         out: list[_Span] = []
         for wall in self._starts(after, before):
-            a, b = _instant(wall, tz), _instant(wall + self.duration, tz)
+            a, b = earliest_instant(wall, tz), earliest_instant(wall + self.duration, tz)
             if a < hi and b > lo and a < b:
                 out.append((max(a, lo), min(b, hi)))
-        return merge_spans(out)
+        return merge_spans(sorted(out))
 
     def _starts(self, after: datetime, before: datetime) -> Iterable[datetime]:
         """The wall-clock starts from ``after`` to ``before`` (naive), in order."""
@@ -280,35 +289,6 @@ def _clock(text: str) -> timedelta:
     return timedelta(hours=hours, minutes=minutes)
 
 
-def _instant(wall: datetime, tz: tzinfo) -> int:
-    """The earliest instant (µs) at which ``tz``'s wall clock reads ``wall`` or later."""
-    first = to_us(wall.replace(tzinfo=tz, fold=0))
-    if from_us(first, tz).replace(tzinfo=None) == wall:
-        return first  # it exists; fold=0 is its first occurrence
-    # In a spring gap: fold=1 reads it with the offset after the jump, landing before it.
-    lo, hi = to_us(wall.replace(tzinfo=tz, fold=1)) // _US, first // _US
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if from_us(mid * _US, tz).replace(tzinfo=None) >= wall:
-            hi = mid
-        else:
-            lo = mid
-    return hi * _US
-
-
-def merge_spans(spans: list[_Span]) -> list[_Span]:
-    """Sort ``(start, end)`` pairs (µs) and join those that overlap or touch."""
-    spans.sort()
-    out: list[_Span] = []
-    for a, b in spans:
-        if out and a <= out[-1][1]:
-            if b > out[-1][1]:
-                out[-1] = (out[-1][0], b)
-        else:
-            out.append((a, b))
-    return out
-
-
 @attrs.frozen(eq=False)
 class _Combined(Schedule):
     how: str
@@ -322,37 +302,7 @@ class _Combined(Schedule):
     def _spans(self, lo: int, hi: int) -> list[_Span]:
         first, second = (p._spans(lo, hi) for p in self.parts)  # noqa: SLF001 - same family
         if self.how == "union":
-            return merge_spans(first + second)
+            return merge_spans(sorted(first + second))
         if self.how == "intersection":
-            return list(intersect_spans(first, second))
-        return list(subtract_spans(first, second))
-
-
-def intersect_spans(a: list[_Span], b: list[_Span]) -> Iterator[_Span]:
-    """The spans in both of two merged span lists."""
-    i = j = 0
-    while i < len(a) and j < len(b):
-        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        if lo < hi:
-            yield lo, hi
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-
-
-def subtract_spans(a: list[_Span], b: list[_Span]) -> Iterator[_Span]:
-    """The spans of ``a`` not in ``b`` (both merged)."""
-    j = 0
-    for lo, hi in a:
-        start = lo
-        while j < len(b) and b[j][1] <= start:
-            j += 1
-        k = j
-        while k < len(b) and b[k][0] < hi:
-            if b[k][0] > start:
-                yield start, b[k][0]
-            start = max(start, b[k][1])
-            k += 1
-        if start < hi:
-            yield start, hi
+            return intersect_spans(first, second)
+        return subtract_spans(first, second)
