@@ -238,7 +238,7 @@ def next_free_slot(
     if related is not None:
         mine |= {near for ci in change.cis for near in related(ci)}
     busy = merge_spans(
-        [
+        sorted(
             (to_us(o.planned_start), to_us(o.planned_end))
             for o in _active(others, skip=change.id)
             if o.planned_end > lo
@@ -246,7 +246,7 @@ def next_free_slot(
             and (
                 mine & set(o.cis) or (change.assignee is not None and o.assignee == change.assignee)
             )
-        ]
+        )
     )
     need = length // timedelta(microseconds=1)
     for a, b in subtract_spans(free, busy):
