@@ -27,11 +27,13 @@ from itsmcore.incident import (
 )
 from itsmcore.priority import Impact, Level, Priority, PriorityMatrix, Urgency
 from itsmcore.problem import KnownError, Problem, ProblemState
+from itsmcore.service import BusinessService, ConfigurationItem, Relationship, ServiceModel
 from itsmcore.sla import SLADefinition, SLAStage, SLAStatus
 from itsmcore.workflow import Transition, Workflow
 
 __all__ = [
     "BusinessCalendar",
+    "BusinessService",
     "Change",
     "ChangeState",
     "ChangeType",
@@ -39,6 +41,7 @@ __all__ = [
     "Clock",
     "ClosedError",
     "ConcurrencyError",
+    "ConfigurationItem",
     "CorruptionError",
     "DefinitionError",
     "DuplicateIdError",
@@ -57,12 +60,14 @@ __all__ = [
     "PriorityMatrix",
     "Problem",
     "ProblemState",
+    "Relationship",
     "ResolutionCode",
     "RiskLevel",
     "SLADefinition",
     "SLAStage",
     "SLAStatus",
     "SegregationOfDutiesError",
+    "ServiceModel",
     "StoreBusyError",
     "SystemClock",
     "TransientError",
