@@ -308,3 +308,74 @@ def test_impact_equals_the_brute_force_fixpoint_and_every_path_is_real(
     assert {s.service.id for s in report.services} == {
         s.id for s in model.services if s.id in report.down
     }
+
+
+# --------------------------------------------------------------------------- common causes
+
+
+def _floor() -> ServiceModel:
+    """40 desktops and 3 application servers behind one access switch under a core router."""
+    desktops = [ci(f"pc-{k:02d}", ci_class="other") for k in range(40)]
+    apps = [ci(f"app-{n}", ci_class="application") for n in ("mail", "crm", "wiki")]
+    servers = [ci(f"srv-{n}", ci_class="server") for n in ("mail", "crm", "wiki")]
+    return ServiceModel.build(
+        cis=[*desktops, *apps, *servers, ci("sw-3f", ci_class="network_device"),
+             ci("core", ci_class="network_device"), ci("printer", ci_class="other")],
+        services=[BusinessService(n, criticality=c, users=u)
+                  for n, c, u in (("mail", 2, 900), ("crm", 1, 120), ("wiki", 4, 300))],
+        relationships=[
+            *(rel(d.id, "connected_by", "sw-3f") for d in desktops),
+            *(rel(f"app-{n}", "runs_on", f"srv-{n}") for n in ("mail", "crm", "wiki")),
+            *(rel(f"srv-{n}", "connected_by", "sw-3f") for n in ("mail", "crm", "wiki")),
+            *(rel(n, "depends_on", f"app-{n}") for n in ("mail", "crm", "wiki")),
+            rel("sw-3f", "connected_by", "core"), rel("printer", "connected_by", "core"),
+        ],
+    )  # fmt: skip
+
+
+def _calls(n: int) -> list[Incident]:
+    at = WEDNESDAY_10
+    out = [
+        Incident.open(id=f"INC{k:04d}", title="No network", caller=f"user{k % 30}", impact=3,
+                      urgency=2, at=at + timedelta(minutes=k), by="desk", ci=f"pc-{k % 40:02d}")
+        for k in range(n)
+    ]  # fmt: skip
+    out.append(Incident.open(id="INC9000", title="CRM down", caller="sales", impact=2,
+                             urgency=1, at=at, by="desk", ci="app-crm"))  # fmt: skip
+    out.append(Incident.open(id="INC9001", title="Printer", caller="hr", impact=3, urgency=3,
+                             at=at, by="desk", ci="printer"))  # fmt: skip
+    return out
+
+
+def test_the_switch_under_many_calls_is_the_common_cause() -> None:
+    from itsmcore.outage import common_causes  # noqa: PLC0415 - beside its use
+
+    model = _floor()
+    causes = common_causes(_calls(60), model)
+    top = causes[0]
+    # The switch explains all 40 desktops and the CRM app, and takes 3 services down; the
+    # core router explains as much (and the printer: one more CI), so it ranks first ...
+    assert [c.ci for c in causes[:2]] == ["core", "sw-3f"]
+    assert len(top.cis) == 42
+    # ... and without the printer's call, the more specific switch comes first.
+    no_printer = [i for i in _calls(60) if i.ci != "printer"]
+    best = common_causes(no_printer, model)[0]
+    assert (best.ci, len(best.cis), best.services) == ("sw-3f", 41, ("crm", "mail", "wiki"))
+    assert best.callers == 31  # 30 desk users and sales
+    assert len(best.incidents) == 61
+
+
+def test_a_common_cause_becomes_a_parent_incident_or_a_problem() -> None:
+    from itsmcore.outage import common_causes  # noqa: PLC0415 - beside its use
+
+    calls = [i for i in _calls(12) if i.ci != "printer"]
+    cause = common_causes(calls, _floor())[0]
+    later = WEDNESDAY_10 + timedelta(hours=1)
+    parent, children = cause.to_parent(id="INC0100", at=later, by="major-incident-mgr")
+    assert (parent.ci, len(parent.children)) == ("sw-3f", 13)
+    assert all(c.parent == "INC0100" for c in children)
+    problem, linked = cause.to_problem(id="PRB0100", at=later, by="problem-mgr")
+    assert (problem.ci, len(problem.incidents)) == ("sw-3f", 13)
+    assert all(i.problems == ("PRB0100",) for i in linked)
+    with pytest.raises(ValidationError, match="min_cis"):
+        common_causes(calls, _floor(), min_cis=0)

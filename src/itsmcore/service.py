@@ -272,8 +272,8 @@ class ServiceModel:
     and reported by :meth:`cycles`.
     """
 
-    __slots__ = ("_dependents", "_ids", "_index", "_members", "_neighbours", "_nodes",
-                 "_relationships")  # fmt: skip
+    __slots__ = ("_dependents", "_ids", "_index", "_members", "_needs", "_neighbours",
+                 "_nodes", "_relationships")  # fmt: skip
 
     def __init__(self, nodes: Iterable[Node], relationships: Iterable[Relationship]) -> None:
         self._nodes: tuple[Node, ...] = tuple(nodes)
@@ -313,6 +313,10 @@ class ServiceModel:
                 self._members[target] += 1
             self._neighbours[source].append(target)
             self._neighbours[target].append(source)
+        self._needs: list[list[int]] = [[] for _ in range(n)]
+        for x, deps in enumerate(self._dependents):
+            for y, _member in deps:
+                self._needs[y].append(x)
         for i, count in enumerate(self._members):
             if count and self._min_up(i) > count:
                 raise ValidationError(
@@ -429,6 +433,17 @@ class ServiceModel:
     def related(self, node_id: str) -> tuple[str, ...]:
         """The nodes directly related to this one, either way: its parents and children."""
         return tuple(dict.fromkeys(self._ids[j] for j in self._neighbours[self._at(node_id)]))
+
+    def upstream(self, node_id: str) -> tuple[str, ...]:
+        """This node and everything it needs, directly or not (redundancy aside)."""
+        start = self._at(node_id)
+        seen, work = {start}, [start]
+        while work:
+            for x in self._needs[work.pop()]:
+                if x not in seen:
+                    seen.add(x)
+                    work.append(x)
+        return tuple(self._ids[i] for i in seen)
 
     def _at(self, node_id: str) -> int:
         found = self._index.get(node_id)
@@ -637,11 +652,7 @@ class ServiceModel:
         """
         n = len(self._nodes)
         needed_by = [[y for y, _ in deps] for deps in self._dependents]  # x -> who needs x
-        needs: list[list[int]] = [[] for _ in range(n)]
-        for x, users in enumerate(needed_by):
-            for y in users:
-                needs[y].append(x)
-        order = _finish_order(needs)
+        order = _finish_order(self._needs)
         component = [-1] * n
         groups: list[list[int]] = []
         for root in reversed(order):
