@@ -11,12 +11,20 @@ import csv
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from itsmcore import BusinessCalendar, Impact, Incident, SLADefinition, ValidationError
+from itsmcore.cmdb import (
+    CIRecord,
+    RelationshipRecord,
+    ServiceRecord,
+    model_from_records,
+)
+from itsmcore.repository import RecordKind
 from itsmcore.service import (
     BusinessService,
     ConfigurationItem,
@@ -24,6 +32,9 @@ from itsmcore.service import (
     RestoreWeights,
     ServiceModel,
 )
+from itsmcore.storage import SQLiteStore
+from itsmcore.testing import RecordKindContract
+from test_storage import InMemory, Postgres, SQLite
 
 OFFICE = BusinessCalendar.weekly({"mon-fri": "07:00-19:00"}, tz="Europe/Berlin")
 WEDNESDAY_10 = datetime(2025, 12, 10, 9, tzinfo=UTC)  # 10:00 in Berlin
@@ -379,3 +390,136 @@ def test_a_common_cause_becomes_a_parent_incident_or_a_problem() -> None:
     assert all(i.problems == ("PRB0100",) for i in linked)
     with pytest.raises(ValidationError, match="min_cis"):
         common_causes(calls, _floor(), min_cis=0)
+
+
+# --------------------------------------------------------------------------- storage
+
+
+T0 = datetime(2025, 1, 6, 9, tzinfo=UTC)
+
+
+@st.composite
+def ci_records(draw: st.DrawFn) -> CIRecord:
+    def item() -> ConfigurationItem:
+        return ci("srv-1", name=draw(st.sampled_from(["a", "b"])),
+                  ci_class=draw(st.sampled_from(["server", "database"])),
+                  criticality=draw(st.none() | st.integers(1, 4)),
+                  attributes=draw(st.dictionaries(st.sampled_from(["rack", "os"]),
+                                                  st.integers(0, 9), max_size=2)))  # fmt: skip
+
+    record = CIRecord.register(item(), at=T0, by="cmdb")
+    for step in range(draw(st.integers(0, 4))):
+        record = record.revise(item(), at=T0 + timedelta(hours=step), by="cmdb")
+    if draw(st.booleans()):
+        record = record.retire(reason="decommissioned", at=T0 + timedelta(days=1), by="cmdb")
+    return record
+
+
+@st.composite
+def service_records(draw: st.DrawFn) -> ServiceRecord:
+    record = ServiceRecord.register(
+        BusinessService("shop", criticality=draw(st.integers(1, 4)), users=draw(st.integers(0, 9))),
+        at=T0, by="cmdb",
+    )  # fmt: skip
+    if draw(st.booleans()):
+        record = record.revise(BusinessService("shop", criticality=1, hours=OFFICE), hours="office",
+                               at=T0 + timedelta(hours=1), by="cmdb")  # fmt: skip
+    return record
+
+
+@st.composite
+def relationship_records(draw: st.DrawFn) -> RelationshipRecord:
+    kind = draw(st.sampled_from(["depends_on", "runs_on", "member_of", "contains"]))
+    record = RelationshipRecord.register(rel("app-1", kind, "srv-1"), at=T0, by="cmdb")
+    if draw(st.booleans()):
+        record = record.retire(reason="moved", at=T0 + timedelta(hours=1), by="cmdb")
+    return record
+
+
+class _CIs(RecordKindContract):
+    record_kind: ClassVar[RecordKind[Any]] = RecordKind("cis", CIRecord)
+
+    def records(self) -> st.SearchStrategy[Any]:
+        return ci_records()
+
+
+class _Services(RecordKindContract):
+    record_kind: ClassVar[RecordKind[Any]] = RecordKind("services", ServiceRecord)
+
+    def records(self) -> st.SearchStrategy[Any]:
+        return service_records()
+
+
+class _Relationships(RecordKindContract):
+    record_kind: ClassVar[RecordKind[Any]] = RecordKind("relationships", RelationshipRecord)
+
+    def records(self) -> st.SearchStrategy[Any]:
+        return relationship_records()
+
+
+class TestCIsInMemory(InMemory, _CIs):
+    pass
+
+
+class TestCIsInSQLite(SQLite, _CIs):
+    pass
+
+
+class TestCIsInPostgres(Postgres, _CIs):
+    pass
+
+
+class TestServicesInMemory(InMemory, _Services):
+    pass
+
+
+class TestServicesInSQLite(SQLite, _Services):
+    pass
+
+
+class TestServicesInPostgres(Postgres, _Services):
+    pass
+
+
+class TestRelationshipsInMemory(InMemory, _Relationships):
+    pass
+
+
+class TestRelationshipsInSQLite(SQLite, _Relationships):
+    pass
+
+
+class TestRelationshipsInPostgres(Postgres, _Relationships):
+    pass
+
+
+def test_a_stored_model_comes_back_as_the_same_model(tmp_path: Path) -> None:
+    model = shop_model()
+    store = SQLiteStore(tmp_path / "cmdb.db")
+    with store.unit_of_work() as uow:
+        for node in model.nodes:
+            if isinstance(node, ConfigurationItem):
+                uow.cis.add(CIRecord.register(node, at=T0, by="import"))
+            else:
+                hours = "office" if node.hours is not None else None
+                uow.services.add(ServiceRecord.register(node, hours=hours, at=T0, by="import"))
+        for r in model.relationships:
+            uow.relationships.add(RelationshipRecord.register(r, at=T0, by="import"))
+        uow.commit()
+    with store.unit_of_work() as uow:
+        back = model_from_records(cis=uow.cis.find(), services=uow.services.find(),
+                                  relationships=uow.relationships.find(),
+                                  calendars={"office": OFFICE})  # fmt: skip
+        assert not back.diff(model)
+        srv = uow.cis.get("srv-2")
+        uow.cis.save(srv.retire(reason="decommissioned", at=T0 + timedelta(days=1), by="cmdb"))
+        uow.commit()
+    with store.unit_of_work() as uow:
+        later = model_from_records(cis=uow.cis.find(), services=uow.services.find(),
+                                   relationships=uow.relationships.find(),
+                                   calendars={"office": OFFICE})  # fmt: skip
+        change = later.diff(model)
+        assert (change.removed, len(change.removed_relationships)) == (("srv-2",), 1)
+        assert [c.id for c in uow.cis.find(state="retired")] == ["srv-2"]
+    with pytest.raises(ValidationError, match="name its hours of service"):
+        ServiceRecord.register(BusinessService("payroll", hours=OFFICE), at=T0, by="x")

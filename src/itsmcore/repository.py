@@ -23,6 +23,7 @@ import attrs
 
 from itsmcore._time import to_us
 from itsmcore.change import Change
+from itsmcore.cmdb import CIRecord, RelationshipRecord, ServiceRecord
 from itsmcore.errors import DefinitionError, ValidationError
 from itsmcore.events import Event
 from itsmcore.incident import Incident
@@ -255,6 +256,9 @@ def kinds() -> tuple[RecordKind[Any], ...]:
 register(RecordKind("incidents", Incident))
 register(RecordKind("problems", Problem))
 register(RecordKind("changes", Change))
+register(RecordKind("cis", CIRecord))
+register(RecordKind("services", ServiceRecord))
+register(RecordKind("relationships", RelationshipRecord))
 
 
 @attrs.frozen(kw_only=True)
