@@ -37,9 +37,14 @@ EXAMPLES = [
     ("applications.md", "webdesk", "examples/webdesk.py"),
     ("problem.md", "after_hours", "examples/after_hours.py"),
     ("change.md", "cab", "examples/cab.py"),
+    ("service-model.md", "outage", "examples/outage.py"),
 ]
 # Example scripts whose printed output a page shows: (page, marker name, module).
-OUTPUTS = [("problem.md", "after_hours", "after_hours"), ("change.md", "cab", "cab")]
+OUTPUTS = [
+    ("problem.md", "after_hours", "after_hours"),
+    ("change.md", "cab", "cab"),
+    ("service-model.md", "outage", "outage"),
+]
 
 
 def block(name: str) -> re.Pattern[str]:

@@ -488,6 +488,29 @@ class ServiceModel:
                 queue.append(y)
         return cause, members_down
 
+    def _down(self, seeds: Iterable[int], held: list[int] | None = None) -> set[int]:
+        """What ``_spread`` takes down, without the explanations (the restore order's loop).
+
+        Clusters that lose members but hold are appended to ``held`` when it is given.
+        """
+        down = set(seeds)
+        work = list(down)
+        members_down: dict[int, int] = {}
+        dependents, members, need = self._dependents, self._members, self._min_up
+        while work:
+            for y, member in dependents[work.pop()]:
+                if y in down:
+                    continue
+                if member:
+                    members_down[y] = count = members_down.get(y, 0) + 1
+                    if members[y] - count >= need(y):
+                        if held is not None:
+                            held.append(y)
+                        continue
+                down.add(y)
+                work.append(y)
+        return down
+
     def impacted_services(self, failed: Iterable[str]) -> ImpactReport:
         """Every business service that loses something it needs when ``failed`` CIs fail.
 
@@ -565,11 +588,13 @@ class ServiceModel:
         breaches = self._breaches(incidents, sla, when)
         steps = []
         for ci, i in zip(failed_ids, indexes, strict=True):
-            rest, _ = self._spread(j for j in indexes if j != i)
-            alone, _ = self._spread([i])
-            back = down - set(rest)
-            full = back | (down & set(alone))
-            shared = (down & self._upstream_of(i)) - full
+            rest = self._down(j for j in indexes if j != i)
+            held: list[int] = []
+            alone = self._down([i], held)
+            back = down - rest
+            full = back | (down & alone)
+            # Beyond what it takes down alone, only a cluster that held can lead further.
+            shared = (down & self._upstream_of(i)) - full if held else set()
             unblocks = tuple(self._ids[j] for j in indexes if j != i and j in alone)
             score, reasons = 0.0, []
             for s, share in sorted(
