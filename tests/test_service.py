@@ -523,3 +523,22 @@ def test_a_stored_model_comes_back_as_the_same_model(tmp_path: Path) -> None:
         assert [c.id for c in uow.cis.find(state="retired")] == ["srv-2"]
     with pytest.raises(ValidationError, match="name its hours of service"):
         ServiceRecord.register(BusinessService("payroll", hours=OFFICE), at=T0, by="x")
+
+
+def test_changes_use_the_model_for_related_cis_and_impacted_services() -> None:
+    from itsmcore import Change  # noqa: PLC0415 - beside its use
+    from itsmcore.scheduling import ConflictKind, conflicts  # noqa: PLC0415
+
+    model = shop_model()
+    start = datetime(2025, 12, 13, 21, tzinfo=UTC)
+
+    def change(id_: str, cis: list[str]) -> Change:
+        return Change.open(id=id_, title="Work", requester="rita", at=WEDNESDAY_10, by="rita",
+                           cis=cis, backout_plan="undo", planned_start=start,
+                           planned_end=start + timedelta(hours=2))  # fmt: skip
+
+    patch_switch, patch_server = change("CHG1", ["switch-1"]), change("CHG2", ["srv-1"])
+    (clash,) = conflicts(patch_switch, [patch_server], related=model.related)
+    assert (clash.kind, clash.ci, clash.other) == (ConflictKind.RELATED_CI, "srv-1", "CHG2")
+    at_risk = model.impacted_services(patch_switch.cis)
+    assert [s.service.id for s in at_risk.services] == ["payroll"]

@@ -594,7 +594,7 @@ class ServiceModel:
             back = down - rest
             full = back | (down & alone)
             # Beyond what it takes down alone, only a cluster that held can lead further.
-            shared = (down & self._upstream_of(i)) - full if held else set()
+            shared = (down & self._beyond(held, alone)) - full if held else set()
             unblocks = tuple(self._ids[j] for j in indexes if j != i and j in alone)
             score, reasons = 0.0, []
             for s, share in sorted(
@@ -626,12 +626,17 @@ class ServiceModel:
     def _names(self, indexes: Iterable[int]) -> tuple[str, ...]:
         return tuple(sorted(self._ids[i] for i in indexes))
 
-    def _upstream_of(self, i: int) -> set[int]:
-        """Everything that needs ``i``, directly or not, redundancy ignored."""
-        seen, work = {i}, [i]
+    def _beyond(self, held: list[int], known: set[int]) -> set[int]:
+        """What needs the ``held`` clusters, directly or not, that ``known`` does not hold.
+
+        With ``known`` the nodes a failure takes down, this completes everything that needs
+        the failed CI redundancy aside, without walking ``known`` again.
+        """
+        seen = set(held) - known
+        work = list(seen)
         while work:
             for y, _member in self._dependents[work.pop()]:
-                if y not in seen:
+                if y not in seen and y not in known:
                     seen.add(y)
                     work.append(y)
         return seen
