@@ -29,6 +29,7 @@ from itsmcore.incident import (
     link_child,
     resolve_family,
 )
+from itsmcore.sla import SLADefinition
 from itsmcore.workflow import Transition
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -451,6 +452,40 @@ def test_timeline_shows_the_record_after_each_event() -> None:
     seen: list[tuple[str, int]] = []
     i._walk(lambda _e, r: seen.append((r.state, r.version)))
     assert seen == [(r.state, r.version) for _, r in steps]
+    # Every snapshot's history is its own tuple, the events up to it (not a shared view).
+    assert all(type(r.history) is tuple for _, r in steps)
+    assert [r.history for _, r in steps] == [i.history[: k + 1] for k in range(4)]
+
+
+def test_a_walk_shows_the_history_so_far_without_copying_it() -> None:
+    i = REACH[HOLD](REACH[WORK](opened())).resume(at=T0 + timedelta(hours=1), by="sam")
+    views: list[tuple[Any, ...]] = []
+
+    def look(_event: Any, r: Incident) -> None:
+        h = r.history
+        n = len(h)
+        assert h == i.history[:n]
+        assert tuple(h) == i.history[:n]
+        assert hash(h) == hash(i.history[:n])
+        assert h[-1] is i.history[n - 1]
+        assert h[0] is i.history[0]
+        assert h[1:] == i.history[1:n]
+        with pytest.raises(IndexError):
+            h[n]
+        views.append((n, r.version, list(h)))
+
+    i._walk(look)
+    assert [(n, v) for n, v, _ in views] == [(1, 1), (2, 2), (3, 3), (4, 4)]
+    # An SLA condition reading the history sees the same prefix at each step.
+    lengths: list[int] = []
+
+    def stop(r: Any) -> bool:
+        lengths.append(len(r.history))
+        return bool(r.state == RESOLVED)
+
+    d = SLADefinition(name="custom", targets=dict.fromkeys(Priority, None), stop=stop)
+    d.evaluate(i, at=T0 + timedelta(hours=2))
+    assert lengths == [1, 2, 3, 4]
 
 
 def test_replay_accepts_any_iterable_and_refuses_time_travel() -> None:

@@ -26,10 +26,11 @@ from __future__ import annotations
 import copy
 import inspect
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from enum import Enum, StrEnum
-from typing import Any, ClassVar, Final, Self, TypeVar
+from itertools import islice
+from typing import Any, ClassVar, Final, Self, TypeVar, overload
 
 import attrs
 
@@ -477,7 +478,13 @@ class Record:
     def timeline(self) -> list[tuple[Event, Self]]:
         """The record as it was after each event of its history, oldest first."""
         steps: list[tuple[Event, Self]] = []
-        self._walk(lambda event, record: steps.append((event, copy.copy(record))))
+
+        def keep(event: Event, record: Self) -> None:
+            snapshot = copy.copy(record)
+            snapshot.__dict__["history"] = tuple(record.history)  # its own, not the scratch view
+            steps.append((event, snapshot))
+
+        self._walk(keep)
         return steps
 
     def _walk(self, on_step: Callable[[Event, Self], object], *, history: bool = True) -> None:
@@ -507,8 +514,11 @@ class Record:
         caller sets ``history`` once at the end.
         """
         fields = self.__dict__
+        if on_step is not None and history:
+            events = tuple(events)  # the scratch history is a growing view of this tuple
         stream = iter(events)
         last = next(stream).at
+        seen = len(fields["history"])
         appliers = self._appliers
         known_state = self._state_of.get
         for event in stream:
@@ -525,7 +535,8 @@ class Record:
             fields["state"] = known_state(event.state, event.state)
             if on_step is not None:
                 if history:
-                    fields["history"] = (*fields["history"], event)
+                    seen += 1
+                    fields["history"] = _Prefix(events, seen)  # type: ignore[arg-type]
                 on_step(event, self)
 
     @classmethod
@@ -804,3 +815,46 @@ def _check_verbs(cls: type[Record], workflow: Workflow) -> None:
             f"{cls.__name__}: the verbs {', '.join(stray)} have no trigger in its default "
             f"workflow {workflow.name!r}; add rows for them"
         )
+
+
+class _Prefix(Sequence[Event]):
+    """The first ``n`` events of a history tuple, without copying them.
+
+    A scratch record's ``history`` while it is walked: copying the tuple at every event
+    made walking a history quadratic in its length. Reads like the tuple it stands for.
+    """
+
+    __slots__ = ("_events", "_n")
+
+    def __init__(self, events: tuple[Event, ...], n: int) -> None:
+        self._events, self._n = events, n
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, index: int) -> Event: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Event, ...]: ...
+    def __getitem__(self, index: int | slice) -> Event | tuple[Event, ...]:
+        if isinstance(index, slice):
+            return self._events[: self._n][index]
+        if index < 0:
+            index += self._n
+        if not 0 <= index < self._n:
+            raise IndexError("history index out of range")
+        return self._events[index]
+
+    def __iter__(self) -> Iterator[Event]:
+        return islice(self._events, self._n)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (tuple, _Prefix)):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
