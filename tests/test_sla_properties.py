@@ -219,3 +219,51 @@ def test_next_event_at_is_when_the_status_next_changes(
 
     assert flags(before) == flags(status)
     assert flags(after_wake) != flags(status)
+
+
+def _wrapped(condition: Any) -> Any:
+    """The same condition under another identity: the engine cannot tell it never changes."""
+    return lambda record: condition(record)
+
+
+@st.composite
+def any_definitions(draw: st.DrawFn) -> SLADefinition:
+    """Every preset and policy, and custom resets: what the fast path must agree on."""
+    calendar = draw(st.sampled_from(CALENDARS))
+    policy = draw(st.sampled_from(list(Reclassification)))
+    preset = draw(st.sampled_from(["response", "resolution", "ola", "reset"]))
+    if preset == "response":
+        return SLADefinition.incident_response(TARGETS, calendar, reclassification=policy)
+    if preset == "ola":
+        return SLADefinition.incident_ola("network", TARGETS, calendar, reclassification=policy)
+    reopen = draw(st.sampled_from(list(Reopen)))
+    d = SLADefinition.incident_resolution(TARGETS, calendar, reopen=reopen, reclassification=policy)
+    if preset == "reset":  # starts over whenever the incident is reassigned to the network team
+        d = attrs.evolve(
+            d,
+            reset=lambda r: r.assignment_group == "network",
+            reads=(*(d.reads or ()), "assignment_group"),
+        )
+    return d
+
+
+@given(histories(), any_definitions(), gaps)
+def test_the_fast_path_agrees_with_asking_every_snapshot(
+    record: Incident, d: SLADefinition, after: timedelta
+) -> None:
+    """Declared reads (skipped snapshots, remembered answers) and stopping the walk once a
+    clock is final change no answer: the oracle asks every condition at every snapshot."""
+    at = record.updated_at + after
+    oracle = attrs.evolve(
+        d,
+        reads=None,
+        start=_wrapped(d.start),
+        stop=_wrapped(d.stop),
+        pause=_wrapped(d.pause),
+        cancel=_wrapped(d.cancel),
+        reset=_wrapped(d.reset),
+    )
+    assert oracle._final == frozenset()
+    for when in (at, record.history[0].at + (at - record.history[0].at) / 2):
+        assert d.evaluate(record, at=when) == oracle.evaluate(record, at=when)
+        assert d.next_event_at(record, at=when) == oracle.next_event_at(record, at=when)

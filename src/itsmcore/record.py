@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import inspect
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from enum import Enum, StrEnum
@@ -471,7 +472,7 @@ class Record:
                 f"a {cls.kind} history starts with an opening ({cls._opening.type}), not {first!r}"
             )
         record = cls._opened(first, cls._workflow_for(first.workflow, workflow))
-        record._fold(events, None)  # noqa: SLF001 - the record is still private to replay
+        record._fold(events)  # noqa: SLF001 - the record is still private to replay
         record.__dict__["history"] = events
         return record
 
@@ -491,33 +492,47 @@ class Record:
         """Call ``on_step(event, record)`` with the record as it was after each event.
 
         The record passed is one scratch object updated in place between calls: read it
-        during the call, copy it to keep it. This is how SLA clocks are evaluated without
-        building a record per event. ``history=False`` skips keeping the scratch record's
-        ``history`` (and so ``version``) current, for callers that never read them.
+        during the call, copy it to keep it. ``history=False`` skips keeping the scratch
+        record's ``history`` (and so ``version``) current, for callers that never read them.
+        """
+        record, events = self._steps(history=history)
+        for event in events:
+            on_step(event, record)
+
+    def _steps(self, *, history: bool = True) -> tuple[Self, Iterator[Event]]:
+        """A scratch record and the events of this history, each applied to it when yielded.
+
+        After each event is yielded the scratch record is as this record was after that event
+        (the opening included): read it then, copy it to keep it. This is how SLA clocks are
+        evaluated without building a record per event; stopping early costs nothing more.
         """
         first = self.history[0]
         record = self._opened(first, self.workflow)  # type: ignore[arg-type]
-        on_step(first, record)
-        record._fold(self.history, on_step, history=history)  # noqa: SLF001 - a scratch copy
+        return record, record._advance(self.history, history=history)  # noqa: SLF001
 
-    def _fold(
-        self,
-        events: Iterable[Event],
-        on_step: Callable[[Event, Self], object] | None,
-        *,
-        history: bool = True,
-    ) -> None:
+    def _fold(self, events: Iterable[Event]) -> None:
         """Apply every event after the opening to this (not yet shared) record, in place.
 
-        Building one record per event would cost a copy each time. With ``on_step`` the
-        history is kept current and ``on_step`` called after every event; without it the
-        caller sets ``history`` once at the end.
+        Building one record per event would cost a copy each time; the caller sets
+        ``history`` once at the end.
+        """
+        deque(self._advance(events, history=False), maxlen=0)  # consumed at C speed
+
+    def _advance(self, events: Iterable[Event], *, history: bool) -> Iterator[Event]:
+        """The one fold: apply each event after the opening in place, yielding each once applied.
+
+        The opening (already applied: it made this record) is yielded first.
+
+        With ``history`` the scratch record's ``history`` grows with the events applied, as a
+        view of them (copying the tuple at every event made a walk quadratic in its length).
         """
         fields = self.__dict__
-        if on_step is not None and history:
+        if history:
             events = tuple(events)  # the scratch history is a growing view of this tuple
         stream = iter(events)
-        last = next(stream).at
+        first = next(stream)
+        yield first
+        last = first.at
         seen = len(fields["history"])
         appliers = self._appliers
         known_state = self._state_of.get
@@ -533,11 +548,10 @@ class Record:
             last = event.at
             fields.update(apply(self, event))
             fields["state"] = known_state(event.state, event.state)
-            if on_step is not None:
-                if history:
-                    seen += 1
-                    fields["history"] = _Prefix(events, seen)  # type: ignore[arg-type]
-                on_step(event, self)
+            if history:
+                seen += 1
+                fields["history"] = _Prefix(events, seen)  # type: ignore[arg-type]
+            yield event
 
     @classmethod
     def _applier(cls, event: Event) -> Applier:

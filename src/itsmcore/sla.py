@@ -14,11 +14,12 @@ at the due instant itself it is at 100 % and not yet breached.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from fractions import Fraction
+from itertools import takewhile
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, Protocol, TypeVar, overload
 
@@ -55,7 +56,7 @@ class Walkable(Protocol):
     @property
     def history(self) -> Sequence[Event]: ...
 
-    def _walk(self, on_step: Callable[[Event, Any], object], *, history: bool = True) -> None: ...
+    def _steps(self, *, history: bool = True) -> tuple[Any, Iterator[Event]]: ...
 
 
 class SLAKind(StrEnum):
@@ -225,16 +226,22 @@ class SLADefinition:
         init=False, eq=False, repr=False, hash=False
     )
     _reads_history: bool = attrs.field(init=False, eq=False, repr=False, hash=False)
+    _final: frozenset[SLAStage] = attrs.field(init=False, eq=False, repr=False, hash=False)
+    """The stages after which no later event can change this clock (see ``_Machine``)."""
 
     def flags(self, record: Any) -> _Flags:
         """Every condition's answer, and the class, for one snapshot of a record."""
+        stop = bool(self.stop(record))
+        cancel = bool(self.cancel(record))
+        reset = bool(self.reset(record))
         return _Flags(
             bool(self.start(record)),
-            bool(self.stop(record)),
+            stop,
             bool(self.pause(record)),
-            bool(self.cancel(record)),
-            bool(self.reset(record)),
+            cancel,
+            reset,
             self.classify(record),
+            not (stop or cancel or reset),
         )
 
     def __attrs_post_init__(self) -> None:
@@ -264,6 +271,7 @@ class SLADefinition:
             "_reads_history",
             self.reads is None or not _HISTORY_FIELDS.isdisjoint(self.reads),
         )
+        object.__setattr__(self, "_final", _final_stages(self))
         object.__setattr__(
             self,
             "_target_us",
@@ -570,6 +578,20 @@ class SLADefinition:
         )
 
 
+def _final_stages(d: SLADefinition) -> frozenset[SLAStage]:
+    """The stages no later event can move a clock of ``d`` out of.
+
+    Completed, when nothing reopens or resets the clock; canceled, when nothing resets it or
+    attaches it again (a start condition that always holds has no second rising edge).
+    """
+    final = set()
+    if d.reset is _never and d.reopen is Reopen.NONE:
+        final.add(SLAStage.COMPLETED)
+    if d.reset is _never and d.start is _always:
+        final.add(SLAStage.CANCELED)
+    return frozenset(final)
+
+
 # --------------------------------------------------------------------------- preset conditions
 # They read what a state means from the record's own workflow (its tags), never a state name,
 # so they serve every practice and every vendor workflow.
@@ -623,10 +645,6 @@ class _AwayFrom:
 # --------------------------------------------------------------------------- the clock machine
 
 
-class _Done(Exception):  # noqa: N818 - control flow, never escapes this module
-    """Stops a walk at the evaluation instant."""
-
-
 _UNSET: Final[Any] = object()
 _RUNNING: Final = SLAStage.IN_PROGRESS
 _PAUSED: Final = SLAStage.PAUSED
@@ -672,29 +690,22 @@ def _run(record: Walkable, definitions: Sequence[SLADefinition], now: int) -> li
     if not record.history:
         raise ValidationError("the record has no history to evaluate")
     machines = [_Machine(d, record) for d in definitions]
-    until = from_us(now)
     history = any(d._reads_history for d in definitions)  # noqa: SLF001 - same module
-
-    if record.history[-1].at <= until:  # the usual case: the whole history counts
-        if len(machines) == 1:
-            record._walk(machines[0].step, history=history)  # noqa: SLF001 - the engine's fold
-            return [machines[0].cycles]
-
-        def step_all(event: Event, snapshot: Any) -> None:
+    scratch, events = record._steps(history=history)  # noqa: SLF001 - the engine's fold
+    until = from_us(now)
+    if record.history[-1].at > until:  # evaluated in the past: the later events do not count
+        events = takewhile(lambda event: event.at <= until, events)
+    if len(machines) == 1:
+        machines[0].run(scratch, events)
+    else:
+        for event in events:
+            final = True
             for machine in machines:
-                machine.step(event, snapshot)
-
-        record._walk(step_all, history=history)  # noqa: SLF001
-        return [m.cycles for m in machines]
-
-    def step_until(event: Event, snapshot: Any) -> None:
-        if event.at > until:
-            raise _Done
-        for machine in machines:
-            machine.step(event, snapshot)
-
-    with suppress(_Done):
-        record._walk(step_until, history=history)  # noqa: SLF001
+                if not machine.final:
+                    machine.step(event, scratch)
+                    final = final and machine.final
+            if final:
+                break
     return [m.cycles for m in machines]
 
 
@@ -707,6 +718,8 @@ class _Flags(NamedTuple):
     cancel: bool
     reset: bool
     key: Hashable
+    plain: bool
+    """Neither cancel, reset nor stop holds: only pause and the class can matter."""
 
 
 _MEMO_LIMIT: Final = 4096
@@ -749,12 +762,14 @@ class _Machine:
     skipped (nothing can change) and condition results are memoized per combination.
     """
 
-    __slots__ = ("cycles", "d", "getter", "last", "memo", "prev")
+    __slots__ = ("cycles", "d", "final", "getter", "last", "memo", "prev")
 
     def __init__(self, definition: SLADefinition, record: Any) -> None:
         self.d = definition
         self.cycles: list[_Cycle] = []
         self.prev: _Flags | None = None
+        self.final = False
+        """Whether no later event can change the clock: the walk may stop."""
         # The definition's own caches. A record runs on one workflow for its whole history,
         # so the answers are remembered per record type and workflow: conditions may read
         # the workflow (the presets read its tags) without it being part of each snapshot's
@@ -774,7 +789,49 @@ class _Machine:
         self.memo = held[1]
         self.last: Any = _UNSET
 
+    def run(self, record: Any, events: Iterable[Event]) -> None:
+        """:meth:`step` through the events until the clock is final."""
+        if self.getter is None:  # every snapshot asks the conditions
+            for event in events:
+                self.step(event, record)
+                if self.final:
+                    return
+            return
+        self._run_read(self.getter, record, events)
+
+    def _run_read(self, getter: Callable[[Any], Any], record: Any, events: Iterable[Event]) -> None:
+        # step and apply's usual case, inlined: this loop is the hot path of every evaluation.
+        memo = self.memo
+        last = self.last
+        cycles = self.cycles
+        cycle = cycles[-1] if cycles else None
+        for event in events:
+            signature = getter(record)
+            if signature == last:
+                continue
+            last = signature
+            flags = memo.get(signature)
+            if flags is None:
+                flags = self.remember(signature, record)
+            prev = self.prev
+            if flags is prev or flags == prev:
+                continue
+            if cycle is not None and flags.plain and cycle.ended is None and flags.key == cycle.key:
+                # A running or paused cycle of the same class, nothing ending or resetting it.
+                self.prev = flags
+                state = _PAUSED if flags.pause else _RUNNING
+                if state is not cycle.state:
+                    cycle.state = state
+                    cycle.marks.append(((event.at - EPOCH) // MICROSECOND, state))
+                continue
+            self.apply(event.at, flags)
+            if self.final:
+                break
+            cycle = cycles[-1] if cycles else None
+        self.last = last
+
     def step(self, event: Event, record: Any) -> None:
+        """Take one snapshot of the record (as it is after ``event``) into the clock."""
         getter = self.getter
         if getter is None:
             flags = self.d.flags(record)
@@ -784,14 +841,18 @@ class _Machine:
                 return
             self.last = signature
             known = self.memo.get(signature)
-            if known is None:
-                if len(self.memo) >= _MEMO_LIMIT:
-                    self.memo.clear()
-                known = self.memo[signature] = self.d.flags(record)
-            flags = known
+            flags = self.remember(signature, record) if known is None else known
         # The same answers as before change nothing (see apply): skip them.
         if flags is not self.prev and flags != self.prev:
             self.apply(event.at, flags)
+
+    def remember(self, signature: Any, record: Any) -> _Flags:
+        """The conditions' answers for a combination of read values not seen before."""
+        memo = self.memo
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        flags = memo[signature] = self.d.flags(record)
+        return flags
 
     def apply(self, t: datetime, f: _Flags) -> None:
         prev = self.prev
@@ -815,6 +876,8 @@ class _Machine:
             self.completed(cycle, t, f, reset=reset_edge)
         elif f.start and ((prev is None or not prev.start) or reset_edge):
             self.attach(t, f)
+        cycles = self.cycles
+        self.final = bool(cycles) and cycles[-1].state in self.d._final  # noqa: SLF001
 
     def completed(self, cycle: _Cycle, t: datetime, f: _Flags, *, reset: bool) -> None:
         """A met clock: a reset starts afresh; a reopen follows the definition's policy."""
