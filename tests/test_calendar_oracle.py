@@ -201,3 +201,64 @@ def test_no_fixed_horizon(hours: dict[str, str], tz: str, year: int, start: int,
     a = datetime(year, 1, 1, tzinfo=UTC) + start * MIN
     b = a + span * MIN
     assert calendar.elapsed(a, b) == Oracle(hours, tz).elapsed(a, b)
+
+
+def _local(t: datetime, tz: str, fold: int) -> datetime:
+    """``t`` on ``tz``'s wall clock; ``fold=1`` names the second of a repeated wall time."""
+    wall = t.astimezone(ZoneInfo(tz))
+    return wall.replace(fold=fold) if fold else wall
+
+
+@settings(max_examples=50)
+@given(cases(), fine_instants(), fine_instants(), st.integers(0, 1), st.integers(0, 1))
+def test_the_wall_clock_path_agrees_with_the_utc_path_and_the_oracle(
+    case: tuple[BusinessCalendar, Oracle, datetime, datetime],
+    a: datetime,
+    b: datetime,
+    fold_a: int,
+    fold_b: int,
+) -> None:
+    """Arguments in the calendar's own zone are read on its wall clock when that is exact:
+    across DST changes, in skipped and repeated hours, with either fold, the answers are the
+    UTC path's (which the tests above hold to the oracle), to the microsecond."""
+    calendar, oracle = case[0], case[1]
+    tz = _zone_name(calendar)
+    start, end = _local(a, tz, fold_a), _local(b, tz, fold_b)
+    calendar.elapsed(start, end)  # the first question builds the index (and its wall clock)
+    assert calendar.elapsed(start, end) == calendar._elapsed(start, end)
+    if abs(b - a) <= timedelta(days=4):  # the oracle walks minute by minute
+        minute_start, minute_end = (t.replace(second=0, microsecond=0) for t in (start, end))
+        assert calendar.elapsed(minute_start, minute_end) == oracle.elapsed(
+            minute_start, minute_end
+        )
+    for duration in (b - a, abs(b - a) // 7, timedelta(hours=1)):
+        got = calendar.add(start, duration)
+        assert got == calendar._add(start, duration)
+        assert got.tzinfo is start.tzinfo
+        assert got.utcoffset() == got.tzinfo.utcoffset(got)  # a real wall time of the zone
+
+
+def _zone_name(calendar: BusinessCalendar) -> str:
+    return str(calendar.tz)
+
+
+def test_the_wall_clock_serves_an_office_calendar_but_not_one_open_across_dst() -> None:
+    """The fast path is taken where it is exact (office hours) and refused where the clock
+    changes while open (24x7, a night shift over the change) or within an hour of it."""
+    berlin = ZoneInfo("Europe/Berlin")
+    march = datetime(2025, 3, 24, 10, tzinfo=berlin)
+    expected = {
+        "mon-fri 09:00-17:00": True,
+        "always": False,
+        "sun 01:00-04:00": False,  # the change (02:00 -> 03:00) falls inside
+        "sun 00:00-01:30": False,  # closes half an hour before the hour is skipped
+        "sun 00:00-00:30": True,
+    }
+    for hours, exact in expected.items():
+        if hours == "always":
+            calendar = BusinessCalendar.always(tz="Europe/Berlin")
+        else:
+            day, span = hours.split(" ")
+            calendar = BusinessCalendar.weekly({day: span}, tz="Europe/Berlin")
+        calendar.elapsed(march, march + timedelta(days=30))
+        assert (calendar._cache.wall is not None) is exact, hours

@@ -21,7 +21,7 @@ from collections.abc import Container, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from itertools import pairwise, repeat
 from operator import add, attrgetter, floordiv, is_, mul, sub
-from typing import Any, Final, NamedTuple, overload
+from typing import Any, Final, Literal, NamedTuple, overload
 
 import attrs
 
@@ -308,6 +308,7 @@ class _Index:
         "ruler",
         "starts",
         "used",
+        "wall",
     )
 
     def __init__(self, lo: int, hi: int, intervals: list[Interval]) -> None:
@@ -325,6 +326,7 @@ class _Index:
         self._np: tuple[Any, ...] | None = None
         self.ruler: Ruler | None = None
         self.mirror: _Mirror | None = None
+        self.wall: _Wall | Literal[False] | None = None  # False: not exact on the wall clock
         self.used = next(_TICKS)  # when a question last needed it (evict the oldest)
 
     def position(self, t: int) -> int:
@@ -350,6 +352,22 @@ class _Index:
                 [td(x) for x in self.cum_end],
             )
         return mirror
+
+    def walls(self, tz: tzinfo) -> _Wall | None:
+        """The index on ``tz``'s wall clock, if reading wall time there is exact (built once).
+
+        Python subtracts two datetimes of the same zone as wall clocks, and adding a timedelta
+        to one moves its wall clock: with the index's instants read on the calendar's own
+        wall clock, an argument in that zone needs no UTC offset lookup in and none out.
+        That is exact when the offset is constant over every open interval and each change
+        of offset lies at least its own size away from open time, so a wall time that the
+        change skips or repeats is closed time either way. Otherwise ``None`` (the UTC path
+        serves).
+        """
+        wall = self.wall
+        if wall is None:
+            wall = self.wall = _wall_index(self, tz) or False
+        return None if wall is False else wall
 
     def arrays(self) -> tuple[Any, ...]:
         """The index as numpy arrays (built once, on first vectorised use)."""
@@ -377,6 +395,127 @@ class _Mirror(NamedTuple):
     cum_end: list[timedelta]
 
 
+class _Wall(NamedTuple):
+    """An index read on its zone's wall clock: timedeltas since the zone's wall epoch."""
+
+    tz: tzinfo
+    epoch: datetime
+    """``1970-01-01 00:00`` in ``tz``: ``t - epoch`` is ``t``'s wall clock as a timedelta."""
+    lo: timedelta
+    hi: timedelta
+    starts: list[timedelta]
+    ends: list[timedelta]
+    base: list[timedelta]
+    cum_end: list[timedelta]
+    n: int
+    """How many intervals (``starts`` and ``cum_end`` end in one more, ``timedelta.max``)."""
+    days: list[int]
+    """Per wall day from ``first_day``: the last interval starting at or before it."""
+    first_day: int
+
+
+_DAY_US: Final = _DAY_S * US_PER_SECOND
+_SAFE_MARGIN: Final = 2 * _DAY_US  # no zone's offset moves this far
+_SCAN: Final = 4  # intervals stepped through before a binary search takes over
+
+
+def _offset_us(tz: tzinfo, t: int) -> int:
+    """``tz``'s UTC offset at the instant ``t``, in microseconds."""
+    offset = (EPOCH + MICROSECOND * t).astimezone(tz).utcoffset()
+    return 0 if offset is None else offset // MICROSECOND
+
+
+def _wall_index(index: _Index, tz: tzinfo) -> _Wall | None:
+    """``index`` on ``tz``'s wall clock, or ``None`` where wall time would not be exact."""
+    starts, ends = index.starts, index.ends
+    offsets = []
+    previous = _offset_us(tz, index.lo)
+    gap_from = index.lo
+    for k in range(1, len(starts)):
+        a, b = starts[k], ends[k]
+        here = _offset_us(tz, a)
+        if _offset_us(tz, b - 1) != here:  # the clock changes while open
+            return None
+        if not _clear_gap(tz, gap_from, a, previous, here):
+            return None
+        offsets.append(here)
+        previous, gap_from = here, b
+    if not _clear_gap(tz, gap_from, index.hi, previous, _offset_us(tz, index.hi)):
+        return None
+    td = MICROSECOND.__mul__
+    lo_off = _offset_us(tz, index.lo)
+    w_starts, w_ends, w_base = (
+        [td(index.lo + lo_off)],
+        [td(index.lo + lo_off)],
+        [td(-lo_off - index.lo)],
+    )
+    for k, off in enumerate(offsets, start=1):
+        w_starts.append(td(starts[k] + off))
+        w_ends.append(td(ends[k] + off))
+        w_base.append(td(index.base[k] - off))
+    # A lookup per day, then a step or two forward, beats a binary search over the years.
+    first_day = w_starts[0].days
+    days: list[int] = []
+    k = 0
+    for day in range(first_day, (index.hi + _offset_us(tz, index.hi)) // _DAY_US + 1):
+        midnight = td(day * _DAY_US)
+        while k + 1 < len(w_starts) and w_starts[k + 1] <= midnight:
+            k += 1
+        days.append(k)
+    return _Wall(
+        tz,
+        wall_epoch(tz),
+        td(index.lo + _SAFE_MARGIN),
+        td(index.hi - _SAFE_MARGIN),
+        [*w_starts, timedelta.max],
+        w_ends,
+        w_base,
+        [*(td(x) for x in index.cum_end), timedelta.max],
+        len(starts),
+        days,
+        first_day,
+    )
+
+
+def _clear_gap(tz: tzinfo, a: int, b: int, before: int, after: int) -> bool:
+    """Whether every change of offset in the closed gap ``[a, b)`` keeps clear of open time.
+
+    A change of ``d`` makes wall times within ``d`` of it ambiguous or missing: it must lie
+    at least ``d`` from both ends of the gap. Gaps too long to hold one change only (half a
+    year) are sampled daily for a change that comes back.
+    """
+    changes = []
+    if b - a > 150 * _DAY_S * US_PER_SECOND:
+        day = _DAY_S * US_PER_SECOND
+        last = before
+        for t in range(a, b, day):
+            now = _offset_us(tz, t)
+            if now != last:
+                changes.append((t - day, t, last, now))
+                last = now
+        if last != after:
+            changes.append((b - day, b, last, after))
+    elif before != after:
+        changes.append((a, b, before, after))
+    for low, high, left, right in changes:
+        first = _first_with(tz, low, high, left)
+        size = abs(right - left)
+        if first - a < size or b - first < size:
+            return False
+    return True
+
+
+def _first_with(tz: tzinfo, lo: int, hi: int, old: int) -> int:
+    """The first instant in ``(lo, hi]`` whose offset is no longer ``old`` (bisection)."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _offset_us(tz, mid) == old:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
 class _Cache:
     """The mutable, lazily grown indexes of a calendar; dropped when pickled.
 
@@ -384,10 +523,12 @@ class _Cache:
     so readers need no lock; ``index`` is the one used last, checked first on the hot path.
     """
 
-    __slots__ = ("index", "lock", "segments")
+    __slots__ = ("index", "lock", "segments", "wall")
 
     def __init__(self) -> None:
         self.index: _Index | None = None
+        self.wall: _Wall | None = None
+        """An index on the calendar's wall clock, for arguments in its zone (see walls)."""
         self.segments: tuple[_Index, ...] = ()
         self.lock = threading.Lock()
 
@@ -673,6 +814,32 @@ class BusinessCalendar:
         >>> cal.elapsed(datetime(2025, 3, 9, tzinfo=ny), datetime(2025, 3, 10, tzinfo=ny))
         datetime.timedelta(seconds=82800)
         """
+        w = self._cache.wall
+        if w is not None:
+            # Both in the calendar's zone: read on its wall clock, no offset lookups.
+            tz, epoch, lo, hi, starts, ends, base, cum_end, _, days, first_day = w
+            if (
+                start.tzinfo is tz
+                and end.tzinfo is tz
+                and type(start) is datetime
+                and type(end) is datetime
+            ):
+                a = start - epoch
+                b = end - epoch
+                if lo <= a < hi and lo <= b < hi:
+                    i = days[a.days - first_day]
+                    while starts[i + 1] <= a:
+                        i += 1
+                    j = days[b.days - first_day]
+                    while starts[j + 1] <= b:
+                        j += 1
+                    pos_a = base[i] + a if a < ends[i] else cum_end[i]
+                    pos_b = base[j] + b if b < ends[j] else cum_end[j]
+                    return pos_b - pos_a
+        return self._elapsed(start, end)
+
+    def _elapsed(self, start: datetime, end: datetime) -> timedelta:
+        """``elapsed`` for any aware arguments, on the UTC time line."""
         # since_epoch inlined (a third of the cost of a call): see _time.wall_epoch.
         try:
             tz: Any = start.tzinfo  # a real zone whenever the cache knows it
@@ -703,7 +870,15 @@ class BusinessCalendar:
         j = bisect_right(starts, b) - 1
         pos_a = m.base[i] + a if a < m.ends[i] else m.cum_end[i]
         pos_b = m.base[j] + b if b < m.ends[j] else m.cum_end[j]
+        if start.tzinfo is self.tz:
+            self._warm_wall()
         return pos_b - pos_a
+
+    def _warm_wall(self) -> None:
+        """Offer the current index on the wall clock to the next call (see ``_Index.walls``)."""
+        cache = self._cache
+        if cache.index is not None:
+            cache.wall = cache.index.walls(self.tz)
 
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """The earliest instant at which ``duration`` of business time has passed since ``start``.
@@ -721,6 +896,36 @@ class BusinessCalendar:
         >>> cal.add(datetime(2025, 3, 4, 9, tzinfo=berlin), -timedelta(hours=8)).isoformat()
         '2025-03-03T09:00:00+01:00'
         """
+        w = self._cache.wall
+        if w is not None:
+            # In the calendar's zone, forwards: on its wall clock, no offset lookups.
+            tz, epoch, lo, hi, starts, ends, base, cum_end, n, days, first_day = w
+            if (
+                start.tzinfo is tz
+                and type(start) is datetime
+                and type(duration) is timedelta
+                and duration > _ZERO
+            ):
+                a = start - epoch
+                if lo <= a < hi:
+                    i = days[a.days - first_day]
+                    while starts[i + 1] <= a:
+                        i += 1
+                    target = (base[i] + a if a < ends[i] else cum_end[i]) + duration
+                    k = i + _SCAN  # a few intervals on: step there; further: search
+                    if k < n and cum_end[k] < target:
+                        k = bisect_left(cum_end, target, k + 1)
+                    else:
+                        k = i
+                        while cum_end[k] < target:
+                            k += 1
+                    if k < n:
+                        answer: datetime = epoch + (target - base[k])
+                        return answer
+        return self._add(start, duration)
+
+    def _add(self, start: datetime, duration: timedelta) -> datetime:
+        """``add`` for any aware argument and duration, on the UTC time line."""
         try:  # since_epoch inlined, as in elapsed
             tz: Any = start.tzinfo  # a real zone whenever the cache knows it
             if tz is UTC:  # how the library stores instants: no zone to consult either way
@@ -750,6 +955,8 @@ class BusinessCalendar:
             if k < len(m.starts):
                 utc = target - m.base[k]
                 answer: datetime = EPOCH + utc if e is None else tz.fromutc(e + utc)
+                if tz is self.tz:
+                    self._warm_wall()
                 return answer
         result = self.add_us(a // MICROSECOND, duration // MICROSECOND)
         self._index_for(result, result).timedeltas()  # warm the mirror for the next call
