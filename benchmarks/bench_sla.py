@@ -6,7 +6,8 @@ reprioritise, hold, resume, resolve, at random gaps) and is evaluated on a Mon-F
 histories instead as random walks through the incident workflow, with the generator the
 tests' hypothesis strategy uses (``itsmcore.testing.random_history``). Reported per
 evaluation, one core: ``evaluate`` and ``next_event_at`` for each preset, and
-``evaluate_many`` with both presets sharing one replay of each history. Before timing,
+``evaluate_many`` with both presets sharing one replay of each history, as rows and as a
+pandas DataFrame. Before timing,
 every figure of a sample is checked against a direct interval-by-interval computation.
 
     python benchmarks/bench_sla.py             # 100k incidents
@@ -141,6 +142,8 @@ def main() -> None:
     both = [resolution, response]
     t, _ = best_of(args.repeats, lambda: evaluate_many(records, both, at=at))
     rates["both presets: evaluate_many (per evaluation)"] = 2 * n / t
+    t, _ = best_of(args.repeats, lambda: evaluate_many(records, both, at=at, frame=True))
+    rates["both presets: evaluate_many frame=True (per evaluation)"] = 2 * n / t
 
     print(f"{n:,} incidents, {events:.1f} events each, best of {args.repeats}, "
           f"Python {platform.python_version()}")  # fmt: skip

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
 from itsmcore import BusinessCalendar, Incident, Priority, testing
-from itsmcore.sla import Reclassification, Reopen, SLADefinition, SLAStage
+from itsmcore.sla import Reclassification, Reopen, SLADefinition, SLAStage, evaluate_many
 
 CALENDARS = [
     BusinessCalendar.weekly({"mon-fri": "09:00-17:00"}, tz="Europe/Berlin"),
@@ -271,3 +272,67 @@ def test_the_fast_path_agrees_with_asking_every_snapshot(
     for when in (at, record.history[0].at + (at - record.history[0].at) / 2):
         assert d.evaluate(record, at=when) == oracle.evaluate(record, at=when)
         assert d.next_event_at(record, at=when) == oracle.next_event_at(record, at=when)
+
+
+def _expected_frame(records: list[Incident], defs: list[SLADefinition], at: datetime) -> Any:
+    """The scalar path's rows, in the frame's fixed column types."""
+    import pandas as pd  # noqa: PLC0415 - the frame needs the pandas extra
+
+    rows = evaluate_many(records, defs, at=at, fields=["priority"])
+    out = pd.DataFrame(rows, columns=list(rows[0]))
+    for name in ("started_at", "due_at", "breached_at"):
+        out[name] = pd.to_datetime(out[name], utc=True).dt.as_unit("us").dt.tz_convert(at.tzinfo)
+    for name in ("target", "business_elapsed", "elapsed", "paused", "business_paused"):
+        out[name] = pd.to_timedelta(out[name]).astype("timedelta64[us]")
+    out["remaining"] = pd.to_timedelta(out["remaining"]).astype("timedelta64[us]")
+    out["percent"] = out["percent"].astype("float64")
+    out["breached"] = out["breached"].astype(bool)
+    out["priority"] = pd.Series([r["priority"] for r in rows])
+    return out
+
+
+@given(
+    st.lists(histories(), min_size=1, max_size=6),
+    st.lists(any_definitions(), min_size=1, max_size=3),
+    gaps,
+    st.sampled_from([UTC, ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")]),
+)
+def test_the_frame_has_the_rows_answers(
+    records: list[Incident], defs: list[SLADefinition], after: timedelta, zone: Any
+) -> None:
+    """evaluate_many(frame=True) computes its figures on whole columns: the same answers as
+    the rows, in fixed column types (not-started clocks, best effort, a past instant)."""
+    import pandas as pd  # noqa: PLC0415
+
+    latest = max(r.updated_at for r in records)
+    for at in ((latest + after).astimezone(zone), records[0].history[0].at.astimezone(zone)):
+        frame = evaluate_many(records, defs, at=at, frame=True, fields=["priority"])
+        pd.testing.assert_frame_equal(frame, _expected_frame(records, defs, at))
+        assert str(frame["due_at"].dtype) == f"datetime64[us, {at.tzinfo}]"
+        assert frame["percent"].dtype == "float64"
+
+
+def test_the_frame_figures_records_too_far_apart_for_one_question_one_by_one() -> None:
+    """Records more than the calendar's span limit apart are figured each on its own."""
+    calendar = BusinessCalendar.weekly({"mon-fri": "09:00-17:00"}, tz="Europe/Berlin")
+    d = SLADefinition.incident_resolution(TARGETS, calendar)
+    old = Incident.open(
+        id="OLD",
+        title="t",
+        caller="c",
+        impact=2,
+        urgency=2,
+        by="d",
+        at=datetime(1950, 3, 6, 9, tzinfo=UTC),
+    ).resolve(code="solution_provided", notes="n", at=datetime(1950, 3, 8, 9, tzinfo=UTC), by="d")
+    new = Incident.open(
+        id="NEW", title="t", caller="c", impact=2, urgency=2, by="d",
+        at=datetime(2075, 3, 4, 9, tzinfo=UTC),
+    )  # fmt: skip
+    at = datetime(2075, 3, 5, 9, tzinfo=UTC)
+    import pandas as pd  # noqa: PLC0415
+
+    frame = evaluate_many([old, new], [d], at=at, frame=True, fields=["priority"])
+    pd.testing.assert_frame_equal(frame, _expected_frame([old, new], [d], at))
+    assert frame["stage"].tolist() == ["completed", "in_progress"]
+    assert frame["business_elapsed"].tolist() == [timedelta(hours=16), timedelta(hours=8)]

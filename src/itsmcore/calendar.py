@@ -573,6 +573,25 @@ class Ruler:
         # At or past the last indexed interval, which may continue beyond the range.
         return self._calendar.add_us(not_before, p - index.position(not_before))
 
+    def positions_array(self, instants: Any) -> Any:
+        """:meth:`positions` of an int64 numpy array (every instant within the range)."""
+        import numpy as np  # noqa: PLC0415 - optional dependency, only for array paths
+
+        return _positions(np, self._index, instants)
+
+    def instants_array(self, positions: Any, not_before: Any) -> Any:
+        """:meth:`instant` of each of two int64 numpy arrays, element by element."""
+        import numpy as np  # noqa: PLC0415 - optional dependency, only for array paths
+
+        starts, _, _, cum_end, base = self._index.arrays()
+        last = len(starts) - 1
+        k = np.minimum(np.searchsorted(cum_end, positions, side="left"), last)
+        out = np.maximum(positions - base[k], not_before)
+        # At or past the last interval, which may continue beyond the range: ask the calendar.
+        for i in np.flatnonzero(cum_end[k] >= cum_end[last]).tolist():
+            out[i] = self.instant(int(positions[i]), not_before=int(not_before[i]))
+        return out
+
 
 def _reach(index: _Index) -> int:
     """How far from a segment a question may fall and still grow it rather than start anew."""
