@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from itsmcore import Incident
-from itsmcore.repository import COLUMNS
+from itsmcore.repository import kind_map
 from itsmcore.storage import InMemoryStore, PostgresStore, SQLiteStore
 from itsmcore.storage._core import encode
 
@@ -78,9 +78,13 @@ _INSERT_EVENT = (
     "INSERT INTO itsm_events (kind, record_id, version, type, schema_version, at, by, data)"
     " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
 )
+INCIDENTS = kind_map(None)["incidents"]
+_NAMES = sorted(INCIDENTS.column_names)
+# The kind's own declared column names (no user input): the statement the store issues.
 _INSERT_RECORD = (
-    "INSERT INTO itsm_records (kind, id, version, state, priority, assignment_group,"
-    " assignee, service, ci, opened_at) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+    f"INSERT INTO itsm_records (kind, id, version, {', '.join(_NAMES)}) VALUES "  # noqa: S608
+    + ", ".join(["({p}"] + ["{p}"] * (len(_NAMES) + 2))
+    + ")"
 )
 
 
@@ -90,15 +94,14 @@ def rows_for(n: int) -> list[tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, 
     for k in range(n):
         record = incident(k)
         started = record.start(at=T0 + timedelta(days=1), by="sam")
-        columns = (str(record.state), 3, None, None, None, None, 0)
+        values = INCIDENTS.values(record)  # the kind's indexed columns, as the store keeps them
         out.append(
             (
                 ("incidents", record.id, *encode(1, record.history[0])),
-                ("incidents", record.id, 1, *columns),
+                ("incidents", record.id, 1, *(values[name] for name in _NAMES)),
                 ("incidents", record.id, *encode(2, started.history[1])),
             )
         )
-    assert len(columns) == len(COLUMNS)
     return out
 
 

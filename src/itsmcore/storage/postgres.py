@@ -14,7 +14,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from itsmcore.errors import ConcurrencyError, StoreBusyError, ValidationError
-from itsmcore.repository import Query, RecordKind, UnitOfWork, kind_map
 from itsmcore.storage._core import (
     EventRow,
     Pool,
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from itsmcore.record import Column
+    from itsmcore.repository import Query, RecordKind, UnitOfWork
 
 __all__ = ["PostgresStore"]
 
@@ -105,14 +105,18 @@ class PostgresStore(PooledStore):
 
     def _fit_schema(self) -> list[RecordKind[Any]]:
         """Add the indexed columns of every kind served that the table lacks (additive only)."""
-        served = list(kind_map(self._kinds).values())
+        served, fitted = self._served()
+        if fitted:
+            return served
         key = schema_key(served)
         if key <= self._schema:
+            self._fitted = tuple(served)
             return served
         with self._schema_lock, _psycopg().connect(self.dsn) as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             _add_columns(conn, served)
             self._schema = self._schema | key
+            self._fitted = tuple(served)
         return served
 
     def unit_of_work(self) -> UnitOfWork:

@@ -14,7 +14,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from itsmcore.errors import StoreBusyError, ValidationError
-from itsmcore.repository import Query, RecordKind, UnitOfWork, kind_map
 from itsmcore.storage._core import (
     EventRow,
     Pool,
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from itsmcore.record import Column
+    from itsmcore.repository import Query, RecordKind, UnitOfWork
 
 __all__ = ["SQLiteStore"]
 
@@ -119,9 +119,12 @@ class SQLiteStore(PooledStore):
 
     def _fit_schema(self) -> list[RecordKind[Any]]:
         """Add the indexed columns of every kind served that the table lacks (additive only)."""
-        served = list(kind_map(self._kinds).values())
+        served, fitted = self._served()
+        if fitted:
+            return served
         key = schema_key(served)
         if key <= self._schema:
+            self._fitted = tuple(served)
             return served
         with self._schema_lock, _connect(self.path) as conn:
             conn.execute("BEGIN IMMEDIATE")
@@ -132,6 +135,7 @@ class SQLiteStore(PooledStore):
                 raise
             conn.execute("COMMIT")
             self._schema = self._schema | key
+            self._fitted = tuple(served)
         return served
 
     def unit_of_work(self) -> UnitOfWork:
