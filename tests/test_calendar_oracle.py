@@ -261,4 +261,5 @@ def test_the_wall_clock_serves_an_office_calendar_but_not_one_open_across_dst() 
             day, span = hours.split(" ")
             calendar = BusinessCalendar.weekly({day: span}, tz="Europe/Berlin")
         calendar.elapsed(march, march + timedelta(days=30))
-        assert (calendar._cache.wall is not None) is exact, hours
+        assert (id(calendar.tz) in calendar._cache.walls) is exact, hours
+        assert id(UTC) in calendar._cache.walls  # UTC's wall clock is the time line: exact

@@ -20,8 +20,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Container, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from itertools import pairwise, repeat
-from operator import add, attrgetter, floordiv, is_, mul, sub
-from typing import Any, Final, Literal, NamedTuple, overload
+from operator import attrgetter, floordiv, is_, sub
+from typing import Any, Final, NamedTuple, overload
 
 import attrs
 
@@ -326,7 +326,7 @@ class _Index:
         self._np: tuple[Any, ...] | None = None
         self.ruler: Ruler | None = None
         self.mirror: _Mirror | None = None
-        self.wall: _Wall | Literal[False] | None = None  # False: not exact on the wall clock
+        self.wall: dict[int, _Wall | None] = {}  # by id of the zone; None: not exact there
         self.used = next(_TICKS)  # when a question last needed it (evict the oldest)
 
     def position(self, t: int) -> int:
@@ -364,10 +364,11 @@ class _Index:
         change skips or repeats is closed time either way. Otherwise ``None`` (the UTC path
         serves).
         """
-        wall = self.wall
-        if wall is None:
-            wall = self.wall = _wall_index(self, tz) or False
-        return None if wall is False else wall
+        try:
+            return self.wall[id(tz)]
+        except KeyError:
+            wall = self.wall[id(tz)] = _wall_index(self, tz)
+            return wall
 
     def arrays(self) -> tuple[Any, ...]:
         """The index as numpy arrays (built once, on first vectorised use)."""
@@ -523,12 +524,15 @@ class _Cache:
     so readers need no lock; ``index`` is the one used last, checked first on the hot path.
     """
 
-    __slots__ = ("index", "lock", "segments", "wall")
+    __slots__ = ("index", "lock", "segments", "walls")
 
     def __init__(self) -> None:
         self.index: _Index | None = None
-        self.wall: _Wall | None = None
-        """An index on the calendar's wall clock, for arguments in its zone (see walls)."""
+        self.walls: dict[int, _Wall] = {}
+        """By ``id`` of the zone (a zone need not be hashable): an index on the wall clock
+        of the calendar's zone and of UTC, for arguments in either (see ``_Index.walls``);
+        replaced whole, never changed. Both zones live as long as the calendar, so their
+        ids stay theirs."""
         self.segments: tuple[_Index, ...] = ()
         self.lock = threading.Lock()
 
@@ -833,16 +837,11 @@ class BusinessCalendar:
         >>> cal.elapsed(datetime(2025, 3, 9, tzinfo=ny), datetime(2025, 3, 10, tzinfo=ny))
         datetime.timedelta(seconds=82800)
         """
-        w = self._cache.wall
-        if w is not None:
-            # Both in the calendar's zone: read on its wall clock, no offset lookups.
-            tz, epoch, lo, hi, starts, ends, base, cum_end, _, days, first_day = w
-            if (
-                start.tzinfo is tz
-                and end.tzinfo is tz
-                and type(start) is datetime
-                and type(end) is datetime
-            ):
+        if type(start) is datetime and type(end) is datetime:
+            w = self._cache.walls.get(id(start.tzinfo))
+            # Both in the calendar's zone (or UTC): on its wall clock, no offset lookups.
+            if w is not None and end.tzinfo is w.tz:
+                _, epoch, lo, hi, starts, ends, base, cum_end, _, days, first_day = w
                 a = start - epoch
                 b = end - epoch
                 if lo <= a < hi and lo <= b < hi:
@@ -889,15 +888,19 @@ class BusinessCalendar:
         j = bisect_right(starts, b) - 1
         pos_a = m.base[i] + a if a < m.ends[i] else m.cum_end[i]
         pos_b = m.base[j] + b if b < m.ends[j] else m.cum_end[j]
-        if start.tzinfo is self.tz:
+        if start.tzinfo is self.tz or start.tzinfo is UTC:
             self._warm_wall()
         return pos_b - pos_a
 
     def _warm_wall(self) -> None:
         """Offer the current index on the wall clock to the next call (see ``_Index.walls``)."""
         cache = self._cache
-        if cache.index is not None:
-            cache.wall = cache.index.walls(self.tz)
+        index = cache.index
+        if index is not None:
+            walls = {id(tz): wall for tz in (self.tz, UTC) if (wall := index.walls(tz)) is not None}
+            held = cache.walls
+            if len(walls) != len(held) or any(held.get(k) is not w for k, w in walls.items()):
+                cache.walls = walls
 
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """The earliest instant at which ``duration`` of business time has passed since ``start``.
@@ -915,16 +918,11 @@ class BusinessCalendar:
         >>> cal.add(datetime(2025, 3, 4, 9, tzinfo=berlin), -timedelta(hours=8)).isoformat()
         '2025-03-03T09:00:00+01:00'
         """
-        w = self._cache.wall
-        if w is not None:
-            # In the calendar's zone, forwards: on its wall clock, no offset lookups.
-            tz, epoch, lo, hi, starts, ends, base, cum_end, n, days, first_day = w
-            if (
-                start.tzinfo is tz
-                and type(start) is datetime
-                and type(duration) is timedelta
-                and duration > _ZERO
-            ):
+        if type(start) is datetime and type(duration) is timedelta and duration > _ZERO:
+            # In the calendar's zone (or UTC), forwards: on its wall clock, no offset lookups.
+            w = self._cache.walls.get(id(start.tzinfo))
+            if w is not None:
+                _, epoch, lo, hi, starts, ends, base, cum_end, n, days, first_day = w
                 a = start - epoch
                 if lo <= a < hi:
                     i = days[a.days - first_day]
@@ -974,7 +972,7 @@ class BusinessCalendar:
             if k < len(m.starts):
                 utc = target - m.base[k]
                 answer: datetime = EPOCH + utc if e is None else tz.fromutc(e + utc)
-                if tz is self.tz:
+                if tz is self.tz or e is None:
                     self._warm_wall()
                 return answer
         result = self.add_us(a // MICROSECOND, duration // MICROSECOND)
@@ -1231,17 +1229,16 @@ class BusinessCalendar:
         if any(gaps):  # answer the rest; a missing value's row stays missing
             kept = iter(self.elapsed_many(*_present(gaps, starts, ends)))
             return [None if gap else next(kept) for gap in gaps]
-        a, b = _us_list(starts, "starts"), _us_list(ends, "ends")
-        _same_length(len(a), len(b), "ends")
-        if not a:
-            return []
-        index = self._index_for(min(*a, *b), max(*a, *b))
-        if np is None:
-            position = index.position
-            return [MICROSECOND * (position(y) - position(x)) for x, y in zip(a, b, strict=True)]
-        a_np, b_np = np.array(a, dtype=np.int64), np.array(b, dtype=np.int64)
-        diffs = _positions(np, index, b_np) - _positions(np, index, a_np)
-        return diffs.view("timedelta64[us]").tolist()
+        # Python objects in and out: the scalar path per pair is the fastest there is (on the
+        # calendar's wall clock when they are in its zone); converting every datetime to an
+        # integer for numpy and back cost more than it saved.
+        spans: list[timedelta] = []
+        try:
+            spans.extend(map(self.elapsed, starts, ends))
+        except ValidationError:
+            _name_bad(len(spans), starts, "starts", ends, "ends")
+            raise
+        return spans
 
     @overload
     def add_many(
@@ -1278,27 +1275,14 @@ class BusinessCalendar:
         if any(gaps):  # answer the rest; a missing value's row stays missing
             kept = iter(self.add_many(*_present(gaps, starts, durations)))
             return [None if gap else next(kept) for gap in gaps]
-        a = _us_list(starts, "starts")
+        instants: list[datetime] = []
         try:
-            d = list(map(floordiv, durations, repeat(MICROSECOND)))
-        except TypeError as exc:
-            raise ValidationError("durations must be timedeltas") from exc
-        _same_length(len(a), len(d), "durations")
-        if np is None:
-            out = [self.add_us(x, y) if y else x for x, y in zip(a, d, strict=True)]
-        else:
-            out_np = self._add_np(np, np.array(a, dtype=np.int64), np.array(d, dtype=np.int64))
-            out = out_np.tolist()
-        tz = _shared_zone(starts)
-        if tz is not None:  # one zone for all: no per-element dispatch (see _time.wall_epoch)
-            utc = map(add, repeat(wall_epoch(tz)), map(mul, repeat(MICROSECOND), out))
-            answers = list(map(tz.fromutc, utc))
-            if 0 in d:  # a zero duration returns the start itself, as ``add`` does
-                answers = [t if dur else s for s, t, dur in zip(starts, answers, d, strict=True)]
-            return answers
-        return [
-            from_us(t, s.tzinfo) if dur else s for s, t, dur in zip(starts, out, d, strict=True)
-        ]
+            instants.extend(map(self.add, starts, durations))  # the scalar path (elapsed_many)
+        except ValidationError:
+            _name_bad(len(instants), starts, "starts")
+            _duration(durations[len(instants)])  # "duration must be a timedelta, got int"
+            raise
+        return instants
 
     def _add_np(self, np: Any, a: Any, d: Any) -> Any:
         """Vectorised ``add_us`` over int64 microsecond arrays."""
@@ -1320,6 +1304,12 @@ class BusinessCalendar:
 
 Batch = Sequence[datetime] | Sequence[timedelta] | Any
 """A list of datetimes (or timedeltas), or a numpy / pandas array of them."""
+
+
+def _name_bad(k: int, *columns: Any) -> None:
+    """Raise the error of element ``k`` under its list's name (``ends[1] ... is naive``)."""
+    for values, name in zip(columns[::2], columns[1::2], strict=True):
+        since_epoch(values[k], f"{name}[{k}]")
 
 
 def _find_numpy() -> Any:
