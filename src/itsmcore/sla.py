@@ -792,13 +792,16 @@ class _Machine:
 
     def run(self, record: Any, events: Iterable[Event]) -> None:
         """:meth:`step` through the events until the clock is final."""
-        if self.getter is None:  # every snapshot asks the conditions
+        getter = self.getter
+        if getter is None:  # every snapshot asks the conditions: no signature to compare
             for event in events:
-                self.step(event, record)
-                if self.final:
-                    return
+                flags = self.d.flags(record)
+                if flags != self.prev:
+                    self.apply(event.at, flags)
+                    if self.final:
+                        return
             return
-        self._run_read(self.getter, record, events)
+        self._run_read(getter, record, events)
 
     def _run_read(self, getter: Callable[[Any], Any], record: Any, events: Iterable[Event]) -> None:
         # step and apply's usual case, inlined: this loop is the hot path of every evaluation.
@@ -833,31 +836,7 @@ class _Machine:
 
     def step(self, event: Event, record: Any) -> None:
         """Take one snapshot of the record (as it is after ``event``) into the clock."""
-        getter = self.getter
-        if getter is None:
-            flags = self.d.flags(record)
-        else:
-            signature = getter(record)
-            if signature == self.last:
-                return
-            self.last = signature
-            known = self.memo.get(signature)
-            flags = self.remember(signature, record) if known is None else known
-        # The same answers as before change nothing (see apply): skip them.
-        prev = self.prev
-        if flags is prev or flags == prev:
-            return
-        cycles = self.cycles
-        cycle = cycles[-1] if cycles else None
-        if cycle is not None and flags.plain and cycle.ended is None and flags.key == cycle.key:
-            # apply's usual case, inlined as in _run_read.
-            self.prev = flags
-            state = _PAUSED if flags.pause else _RUNNING
-            if state is not cycle.state:
-                cycle.state = state
-                cycle.marks.append(((event.at - EPOCH) // MICROSECOND, state))
-            return
-        self.apply(event.at, flags)
+        self.run(record, (event,))
 
     def remember(self, signature: Any, record: Any) -> _Flags:
         """The conditions' answers for a combination of read values not seen before."""
