@@ -311,7 +311,7 @@ def _refill(execute: Execute, kind: RecordKind[Any], mark: str, events_sql: str)
     """Write every stored record's indexed columns again, from its events."""
     sql = f"SELECT id FROM itsm_records WHERE kind = {mark}"  # noqa: S608 - a placeholder
     for (record_id,) in list(execute(sql, (kind.name,))):
-        rows = [EventRow(*r) for r in execute(events_sql, (kind.name, record_id))]
+        rows = list(map(EventRow._make, execute(events_sql, (kind.name, record_id))))
         values = kind.values(kind.replay([decode(kind.name, record_id, row) for row in rows]))
         sets = ", ".join(f"{identifier(n)} = {mark}" for n in values)
         execute(
@@ -429,10 +429,28 @@ def encode(version: int, event: Event) -> EventRow:
     )
 
 
+_SCAN: Final[Any] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # set in __init__
+
+
+def _parse(text: str) -> Any:
+    """``json.loads`` for the text the stores wrote, without the Python layers around it.
+
+    The decoder's C scanner alone; anything unusual (a value that does not end the text, or
+    no value) goes through ``json.loads``, which raises its own errors.
+    """
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:
+        return json.loads(text)  # raises the decoder's error, with its position
+    if end != len(text):
+        return json.loads(text)
+    return value
+
+
 def decode(kind: str, record_id: str, row: EventRow) -> Event:
     """A row back into its event class (``CorruptionError`` naming the row if it cannot)."""
     try:
-        data = json.loads(row.data)
+        data = _parse(row.data)
     except (ValueError, TypeError, RecursionError) as exc:
         raise CorruptionError(
             kind, record_id, row.version, f"its data is not JSON ({str(exc)[:200]})"
@@ -615,8 +633,7 @@ class UnitOfWorkBase:
         self.staged: dict[tuple[str, str], tuple[int, Any]] = {}
         self._kinds = dict(kind_map(record_kinds))
         self._closed = False
-        for name, kind in self._kinds.items():
-            setattr(self, name, _Repository(self, kind))
+        # Repositories are made on first use (``uow.incidents``): most units of work use one.
 
     def check_open(self) -> None:
         """``ClosedError`` if the unit of work has ended."""
@@ -635,7 +652,12 @@ class UnitOfWorkBase:
         raise ValidationError(f"no record kind holds {cls!r} records here; known: {known}")
 
     def __getattr__(self, name: str) -> Any:
-        # Only reached for names not set in __init__: a kind nobody registered.
+        # Only reached for names not set yet: a kind's first use, or a kind nobody registered.
+        kinds = self.__dict__.get("_kinds")
+        if kinds is not None and name in kinds:
+            repository = _Repository(self, kinds[name])
+            setattr(self, name, repository)
+            return repository
         raise AttributeError(
             f"no record kind {name!r} is registered; known: {', '.join(self._kinds)}"
         )

@@ -191,7 +191,7 @@ class _PostgresSession:
 
     def load(self, kind: str, record_id: str) -> list[EventRow]:
         return self._call(
-            lambda conn: [EventRow(*row) for row in conn.execute(_EVENTS, (kind, record_id))]
+            lambda conn: list(map(EventRow._make, conn.execute(_EVENTS, (kind, record_id))))
         )
 
     def load_many(self, kind: str, record_ids: Sequence[str]) -> dict[str, list[EventRow]]:

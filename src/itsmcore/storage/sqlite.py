@@ -180,7 +180,7 @@ class _SQLiteSession:
         self._conn = pool.take()
 
     def load(self, kind: str, record_id: str) -> list[EventRow]:
-        return [EventRow(*row) for row in self._conn.execute(_EVENTS, (kind, record_id))]
+        return list(map(EventRow._make, self._conn.execute(_EVENTS, (kind, record_id))))
 
     def load_many(self, kind: str, record_ids: Sequence[str]) -> dict[str, list[EventRow]]:
         out: dict[str, list[EventRow]] = {i: [] for i in record_ids}
