@@ -22,6 +22,7 @@ from itsmcore.storage._core import (
     UnitOfWorkBase,
     conflict,
     fit_columns,
+    insert_record,
     schema_key,
     select_ids,
     update_record,
@@ -249,7 +250,8 @@ def _next_number(conn: psycopg.Connection[Any], kind: str) -> int:
 def _write(conn: psycopg.Connection[Any], changes: Sequence[RecordWrite]) -> None:
     with conn.transaction():
         for change in changes:
-            _claim(conn, change)
+            version = change.base + len(change.events)
+            written = _claim(conn, change, version)
             with conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO itsm_events (kind, record_id, version, type,"
@@ -257,8 +259,9 @@ def _write(conn: psycopg.Connection[Any], changes: Sequence[RecordWrite]) -> Non
                     " %s::jsonb)",
                     [(change.kind, change.record_id, *e) for e in change.events],
                 )
-            sql, params = update_record(change, change.base + len(change.events), "%s")
-            conn.execute(sql, params)
+            if not written:
+                sql, params = update_record(change, version, "%s")
+                conn.execute(sql, params)
 
 
 def _translate(exc: BaseException) -> BaseException:
@@ -269,16 +272,19 @@ def _translate(exc: BaseException) -> BaseException:
     return StoreBusyError(f"PostgreSQL could not do it now: {str(exc).strip()[:300]}")
 
 
-def _claim(conn: psycopg.Connection[Any], change: RecordWrite) -> None:
-    """Lock the record's row at the expected version, or create it for a new record."""
+def _claim(conn: psycopg.Connection[Any], change: RecordWrite, version: int) -> bool:
+    """Lock the record's row at the expected version, or create it for a new record.
+
+    A new record's row is written whole, at ``version`` with its columns (``True``): one
+    statement where creating it and then updating it took two.
+    """
     if change.base == 0:
+        sql, params = insert_record(change, version, "%s")
         created = conn.execute(
-            "INSERT INTO itsm_records (kind, id, version) VALUES (%s, %s, 0) "
-            "ON CONFLICT (kind, id) DO NOTHING RETURNING id",
-            (change.kind, change.record_id),
+            f"{sql} ON CONFLICT (kind, id) DO NOTHING RETURNING id", params
         ).fetchone()
         if created is not None:
-            return
+            return True
     row = conn.execute(
         "SELECT version FROM itsm_records WHERE kind = %s AND id = %s FOR UPDATE",
         (change.kind, change.record_id),
@@ -286,3 +292,4 @@ def _claim(conn: psycopg.Connection[Any], change: RecordWrite) -> None:
     actual = 0 if row is None else row[0]
     if actual != change.base:
         raise conflict(change, actual)
+    return False
