@@ -33,6 +33,7 @@ from itsmcore.incident import (
 from itsmcore.record import Column, Opened, Record, applies, verb
 from itsmcore.repository import RecordKind
 from itsmcore.storage import InMemoryStore, PostgresStore, SQLiteStore
+from itsmcore.storage._core import EventRow, seal
 from itsmcore.workflow import ACTIVE, MET, PAUSED, Transition, Workflow
 
 T0 = datetime(2025, 3, 3, 9, tzinfo=UTC)
@@ -390,12 +391,15 @@ def test_openings_stored_before_workflows_were_named_read_as_the_default(tmp_pat
         uow.incidents.add(record)
         uow.commit()
     with sqlite3.connect(store.path) as conn:  # as schema 1 stored it: no workflow field
-        (data,) = conn.execute("SELECT data FROM itsm_events WHERE version = 1").fetchone()
+        type_, at, by, data = conn.execute(
+            "SELECT type, at, by, data FROM itsm_events WHERE version = 1"
+        ).fetchone()
         old = json.loads(data)
         del old["workflow"]
-        conn.execute(
-            "UPDATE itsm_events SET data = ?, schema_version = 1 WHERE version = 1",
-            (json.dumps(old),),
+        row = EventRow(1, type_, 1, at, by, json.dumps(old))
+        conn.execute(  # sealed as the store seals the rows it holds
+            "UPDATE itsm_events SET data = ?, schema_version = 1, seal = ? WHERE version = 1",
+            (row.data, seal("incidents", "INC1", row)),
         )
     with store.unit_of_work() as uow:
         assert uow.incidents.get("INC1") == record

@@ -451,3 +451,77 @@ def test_find_takes_priorities_as_people_write_them_and_refuses_unknown_values(
             find(priority="P9")
         with pytest.raises(ValidationError, match="no incident workflow has a state 'open'"):
             find(state="open")
+
+
+def _copy_event(database: str, source: str, version: int, target: str, to_version: int) -> None:
+    """What a careless hand-made fix does: copy another record's event row, seal and all."""
+    columns = "kind, version, type, schema_version, at, by, data, seal"
+    if database.startswith("host="):
+        import psycopg  # noqa: PLC0415
+
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute(
+                f"INSERT INTO itsm_events (record_id, {columns}) SELECT %s, kind, %s, type, "
+                "schema_version, at, by, data, seal FROM itsm_events "
+                "WHERE record_id = %s AND version = %s",
+                (target, to_version, source, version),
+            )
+            conn.execute("UPDATE itsm_records SET version = %s WHERE id = %s", (to_version, target))
+        return
+    with sqlite3.connect(database) as conn:
+        conn.execute(
+            f"INSERT INTO itsm_events (record_id, {columns}) SELECT ?, kind, ?, type, "
+            "schema_version, at, by, data, seal FROM itsm_events "
+            "WHERE record_id = ? AND version = ?",
+            (target, to_version, source, version),
+        )
+        conn.execute("UPDATE itsm_records SET version = ? WHERE id = ?", (to_version, target))
+
+
+def test_an_event_copied_from_another_record_is_found_on_load(database: str) -> None:
+    """Every stored event row carries a seal made for its record and position: a row copied
+    from another record (its data fitting, its time in order) no longer reads as this
+    record's; the record it came from still loads."""
+    store = _open_store(database)
+    with store.unit_of_work() as uow:
+        uow.incidents.add(_opened("INC1"))
+        uow.incidents.add(_opened("INC2").comment(text="mine", at=T0, by="mia"))
+        uow.commit()
+    _copy_event(database, "INC2", 2, "INC1", 2)
+    with store.unit_of_work() as uow:
+        with pytest.raises(CorruptionError, match=r"INC1.*stored event 2: its seal does not"):
+            uow.incidents.get("INC1")
+        assert uow.incidents.get("INC2").history[-1].text == "mine"
+        with pytest.raises(CorruptionError, match="INC1"):
+            uow.incidents.find()
+
+
+def test_stores_written_before_seals_are_sealed_when_opened(database: str) -> None:
+    """A store of the schema before seals (SQLite 1, PostgreSQL 2) is upgraded in place when
+    opened: its rows are sealed as they are, and load as before."""
+    store = _open_store(database)
+    record = _opened("INC1").start(at=T0, by="sam")
+    with store.unit_of_work() as uow:
+        uow.incidents.add(record)
+        uow.commit()
+    store.close()
+    if database.startswith("host="):
+        import psycopg  # noqa: PLC0415
+
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute("ALTER TABLE itsm_events DROP COLUMN seal")
+            conn.execute("UPDATE itsm_meta SET value = '2' WHERE key = 'schema'")
+    else:
+        with sqlite3.connect(database) as conn:
+            conn.execute("ALTER TABLE itsm_events DROP COLUMN seal")
+            conn.execute("UPDATE itsm_meta SET value = '1' WHERE key = 'schema'")
+    reopened = _open_store(database)
+    with reopened.unit_of_work() as uow:
+        assert uow.incidents.get("INC1") == record
+        uow.incidents.save(record.comment(text="after", at=T0, by="mia"))
+        uow.commit()
+    with reopened.unit_of_work() as uow:
+        assert uow.incidents.get("INC1").history[-1].text == "after"
+    _copy_event(database, "INC1", 2, "INC1", 4)  # a row moved to another position
+    with reopened.unit_of_work() as uow, pytest.raises(CorruptionError, match="seal"):
+        uow.incidents.get("INC1")

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PostgresStore"]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 _LOCK_KEY: Final = 0x17_5C02E  # advisory lock id for schema changes
 
 _MIGRATIONS: Final = {
@@ -57,7 +57,22 @@ _MIGRATIONS: Final = {
         """CREATE TABLE IF NOT EXISTS itsm_sequences (
             kind TEXT PRIMARY KEY, value BIGINT NOT NULL)""",
     ],
+    3: [  # every event row sealed (see storage._core.seal), the stored ones now
+        "ALTER TABLE itsm_events ADD COLUMN IF NOT EXISTS seal TEXT",
+        "UPDATE itsm_events SET seal = {seal} WHERE seal IS NULL",
+    ],
 }
+# The seal, computed by the server over the data as it keeps it (JSONB's own text), so that
+# writing and checking read the same text; an event copied from another record or position
+# keeps a seal made for its old place.
+_SEAL: Final = (
+    "md5(concat_ws(chr(31), {kind}, {record_id}, {version}::text, {type},"
+    " {schema_version}::text, {at}::text, {by}, {data}::text))"
+)
+_ROW_SEAL: Final = _SEAL.format(
+    kind="kind", record_id="record_id", version="version", type="type",
+    schema_version="schema_version", at="at", by="by", data="data",
+)  # fmt: skip
 
 
 def _psycopg() -> Any:
@@ -96,7 +111,7 @@ class PostgresStore(PooledStore):
                 )
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 for statement in _MIGRATIONS[version]:
-                    conn.execute(statement)
+                    conn.execute(statement.replace("{seal}", _ROW_SEAL))
             conn.execute(
                 "INSERT INTO itsm_meta (key, value) VALUES ('schema', %s) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -145,7 +160,8 @@ def _ddl(column: Column) -> str:
 
 
 _EVENTS: Final = (
-    "SELECT version, type, schema_version, at, by, data::text FROM itsm_events "
+    "SELECT version, type, schema_version, at, by, data::text, "  # noqa: S608 - a fixed expression
+    f"seal IS NOT NULL AND seal = {_ROW_SEAL} FROM itsm_events "
     "WHERE kind = %s AND record_id = %s ORDER BY version"
 )
 
@@ -199,7 +215,8 @@ class _PostgresSession:
         out: dict[str, list[EventRow]] = {i: [] for i in record_ids}
         rows = self._call(
             lambda conn: conn.execute(
-                "SELECT record_id, version, type, schema_version, at, by, data::text "
+                "SELECT record_id, version, type, schema_version, at, by, data::text, "  # noqa: S608 - a fixed expression
+                f"seal IS NOT NULL AND seal = {_ROW_SEAL} "
                 "FROM itsm_events WHERE kind = %s AND record_id = ANY(%s) "
                 "ORDER BY record_id, version",
                 (kind, list(out)),
@@ -247,6 +264,16 @@ def _next_number(conn: psycopg.Connection[Any], kind: str) -> int:
     return int(row[0])
 
 
+_INSERT_EVENT: Final = (
+    "INSERT INTO itsm_events (kind, record_id, version, type, schema_version, at, by, data,"  # noqa: S608 - a fixed expression
+    " seal) SELECT k, r, v, t, s, a, b, d, "
+    + _SEAL.format(kind="k", record_id="r", version="v", type="t", schema_version="s",
+                   at="a", by="b", data="d")
+    + " FROM (VALUES (%s, %s, %s::integer, %s, %s::integer, %s::bigint, %s, %s::jsonb))"
+    " AS e(k, r, v, t, s, a, b, d)"
+)  # fmt: skip
+
+
 def _write(conn: psycopg.Connection[Any], changes: Sequence[RecordWrite]) -> None:
     with conn.transaction():
         for change in changes:
@@ -254,10 +281,7 @@ def _write(conn: psycopg.Connection[Any], changes: Sequence[RecordWrite]) -> Non
             written = _claim(conn, change, version)
             with conn.cursor() as cur:
                 cur.executemany(
-                    "INSERT INTO itsm_events (kind, record_id, version, type,"
-                    " schema_version, at, by, data) VALUES (%s, %s, %s, %s, %s, %s, %s,"
-                    " %s::jsonb)",
-                    [(change.kind, change.record_id, *e) for e in change.events],
+                    _INSERT_EVENT, [(change.kind, change.record_id, *e[:6]) for e in change.events]
                 )
             if not written:
                 sql, params = update_record(change, version, "%s")

@@ -24,6 +24,7 @@ from itsmcore.storage._core import (
     fit_columns,
     insert_record,
     schema_key,
+    seal,
     select_ids,
     update_record,
 )
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 _SCHEMA: Final = [
     """CREATE TABLE IF NOT EXISTS itsm_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
@@ -104,16 +105,20 @@ class SQLiteStore(PooledStore):
             for statement in _SCHEMA:
                 conn.execute(statement)
             row = conn.execute("SELECT value FROM itsm_meta WHERE key='schema'").fetchone()
-            if row is None:
-                conn.execute(
-                    "INSERT INTO itsm_meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
-                )
-            elif int(row[0]) > SCHEMA_VERSION:
+            current = 0 if row is None else int(row[0])
+            if current > SCHEMA_VERSION:
                 conn.execute("ROLLBACK")
                 raise ValidationError(
-                    f"{self.path} has schema version {row[0]}, newer than this release "
+                    f"{self.path} has schema version {current}, newer than this release "
                     f"({SCHEMA_VERSION}); upgrade itsmcore"
                 )
+            if current < 2:  # every event row sealed (see storage._core.seal)
+                _add_seals(conn)
+            conn.execute(
+                "INSERT INTO itsm_meta (key, value) VALUES ('schema', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
             conn.execute("COMMIT")
         self._fit_schema()
 
@@ -144,6 +149,21 @@ class SQLiteStore(PooledStore):
         return UnitOfWorkBase(_SQLiteSession(self._pool), served)
 
 
+def _add_seals(conn: sqlite3.Connection) -> None:
+    """Schema 2: a ``seal`` per event row, computed now for the rows already stored."""
+    names = {row[1] for row in conn.execute("PRAGMA table_info(itsm_events)")}
+    if "seal" not in names:
+        conn.execute("ALTER TABLE itsm_events ADD COLUMN seal TEXT")
+    rows = conn.execute(
+        "SELECT kind, record_id, version, type, schema_version, at, by, data FROM itsm_events "
+        "WHERE seal IS NULL"
+    ).fetchall()
+    conn.executemany(
+        "UPDATE itsm_events SET seal = ? WHERE kind = ? AND record_id = ? AND version = ?",
+        [(seal(k, i, EventRow(*rest)), k, i, rest[0]) for k, i, *rest in rows],
+    )
+
+
 def _add_columns(conn: sqlite3.Connection, served: Sequence[RecordKind[Any]]) -> None:
     info = conn.execute("PRAGMA table_info(itsm_records)")
     existing = {row[1]: str(row[2]).upper() for row in info}
@@ -169,9 +189,25 @@ def _clean(conn: sqlite3.Connection) -> bool:
 
 
 _EVENTS: Final = (
-    "SELECT version, type, schema_version, at, by, data FROM itsm_events "
+    "SELECT version, type, schema_version, at, by, data, seal FROM itsm_events "
     "WHERE kind = ? AND record_id = ? ORDER BY version"
 )
+
+
+_MANY: Final = (
+    "SELECT record_id, version, type, schema_version, at, by, data, seal FROM itsm_events "
+)
+
+
+def _checked(kind: str, record_id: str, rows: Iterable[Sequence[Any]]) -> list[EventRow]:
+    """Event rows with whether each matches its seal."""
+    out = []
+    for *fields, stored in rows:
+        row = EventRow(*fields)
+        if stored != seal(kind, record_id, row):
+            row = row._replace(intact=False)
+        out.append(row)
+    return out
 
 
 class _SQLiteSession:
@@ -180,7 +216,7 @@ class _SQLiteSession:
         self._conn = pool.take()
 
     def load(self, kind: str, record_id: str) -> list[EventRow]:
-        return list(map(EventRow._make, self._conn.execute(_EVENTS, (kind, record_id))))
+        return _checked(kind, record_id, self._conn.execute(_EVENTS, (kind, record_id)))
 
     def load_many(self, kind: str, record_ids: Sequence[str]) -> dict[str, list[EventRow]]:
         out: dict[str, list[EventRow]] = {i: [] for i in record_ids}
@@ -188,13 +224,10 @@ class _SQLiteSession:
         for start in range(0, len(ids), 500):  # stay under SQLite's parameter limit
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self._conn.execute(
-                "SELECT record_id, version, type, schema_version, at, by, data FROM itsm_events "  # noqa: S608 - only placeholders are interpolated
-                f"WHERE kind = ? AND record_id IN ({marks}) ORDER BY record_id, version",
-                (kind, *chunk),
-            )
+            where = f"WHERE kind = ? AND record_id IN ({marks}) ORDER BY record_id, version"
+            rows = self._conn.execute(_MANY + where, (kind, *chunk))
             for record_id, *rest in rows:
-                out[record_id].append(EventRow(*rest))
+                out[record_id].extend(_checked(kind, record_id, (rest,)))
         return out
 
     def query(self, kind: str, query: Query) -> list[str]:
@@ -238,10 +271,11 @@ class _SQLiteSession:
         try:
             for change in changes:
                 _check_version(conn, change)
+                kind, record_id = change.kind, change.record_id
                 conn.executemany(
                     "INSERT INTO itsm_events (kind, record_id, version, type, schema_version,"
-                    " at, by, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(change.kind, change.record_id, *e) for e in change.events],
+                    " at, by, data, seal) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(kind, record_id, *e[:6], seal(kind, record_id, e)) for e in change.events],
                 )
                 version = change.base + len(change.events)
                 if change.base == 0:  # _check_version found no row
