@@ -455,27 +455,23 @@ def test_find_takes_priorities_as_people_write_them_and_refuses_unknown_values(
 
 def _copy_event(database: str, source: str, version: int, target: str, to_version: int) -> None:
     """What a careless hand-made fix does: copy another record's event row, seal and all."""
-    columns = "kind, version, type, schema_version, at, by, data, seal"
-    if database.startswith("host="):
+    postgres = database.startswith("host=")
+    mark = "%s" if postgres else "?"
+    copy = (
+        "INSERT INTO itsm_events (record_id, kind, version, type, schema_version, at, by, data,"
+        f" seal) SELECT {mark}, kind, {mark}, type, schema_version, at, by, data, seal"
+        f" FROM itsm_events WHERE record_id = {mark} AND version = {mark}"
+    )
+    bump = f"UPDATE itsm_records SET version = {mark} WHERE id = {mark}"
+    if postgres:
         import psycopg  # noqa: PLC0415
 
-        with psycopg.connect(database, autocommit=True) as conn:
-            conn.execute(
-                f"INSERT INTO itsm_events (record_id, {columns}) SELECT %s, kind, %s, type, "
-                "schema_version, at, by, data, seal FROM itsm_events "
-                "WHERE record_id = %s AND version = %s",
-                (target, to_version, source, version),
-            )
-            conn.execute("UPDATE itsm_records SET version = %s WHERE id = %s", (to_version, target))
-        return
-    with sqlite3.connect(database) as conn:
-        conn.execute(
-            f"INSERT INTO itsm_events (record_id, {columns}) SELECT ?, kind, ?, type, "
-            "schema_version, at, by, data, seal FROM itsm_events "
-            "WHERE record_id = ? AND version = ?",
-            (target, to_version, source, version),
-        )
-        conn.execute("UPDATE itsm_records SET version = ? WHERE id = ?", (to_version, target))
+        connection: Any = psycopg.connect(database, autocommit=True)
+    else:
+        connection = sqlite3.connect(database)
+    with connection as conn:
+        conn.execute(copy, (target, to_version, source, version))
+        conn.execute(bump, (to_version, target))
 
 
 def test_an_event_copied_from_another_record_is_found_on_load(database: str) -> None:
