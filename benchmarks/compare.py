@@ -8,8 +8,9 @@ a shared machine over both sides instead of favouring whichever ran on a quiet m
     python benchmarks/compare.py --against HEAD~3 bench_incident.py --n 20000
     python benchmarks/compare.py --against main --rounds 5 bench_sla.py --n 20000
 
-The benchmark script must accept ``--json PATH`` and write ``{"results": {row: {...}}}`` or
-``{"evaluations_per_s": {row: rate}}``; the comparison reads the ``*_per_s`` figures.
+The benchmark script must accept ``--json PATH`` and write ``{"results": {row: {...}}}``,
+``{"evaluations_per_s": {row: rate}}`` or ``{"mixes": {mix: {"ops_per_s": {op: rate}}}}``;
+the comparison reads the ``*_per_s`` figures (itsmcore's own, not the peers').
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ def _rates(payload: dict[str, object]) -> dict[str, float]:
     rates = payload.get("evaluations_per_s")
     if isinstance(rates, dict):
         out.update({row: float(rate) for row, rate in rates.items()})
+    mixes = payload.get("mixes")  # bench_calendar.py: operations per second per mix
+    if isinstance(mixes, dict):
+        for mix, figures in mixes.items():
+            for op, rate in figures.get("ops_per_s", {}).items():
+                if op.startswith("itsmcore"):
+                    out[f"{mix}: {op}"] = float(rate)
     return out
 
 
