@@ -336,3 +336,20 @@ def test_the_frame_figures_records_too_far_apart_for_one_question_one_by_one() -
     pd.testing.assert_frame_equal(frame, _expected_frame([old, new], [d], at))
     assert frame["stage"].tolist() == ["completed", "in_progress"]
     assert frame["business_elapsed"].tolist() == [timedelta(hours=16), timedelta(hours=8)]
+
+
+@given(
+    st.lists(histories(), min_size=1, max_size=4),
+    st.lists(any_definitions(), min_size=2, max_size=4),
+    gaps,
+)
+def test_one_walk_for_several_clocks_answers_as_each_alone(
+    records: list[Incident], defs: list[SLADefinition], after: timedelta
+) -> None:
+    """evaluate_many walks each history once for all definitions, the clocks that finish
+    early dropping out: every row is what evaluate says for that definition alone."""
+    latest = max(r.updated_at for r in records)
+    for at in (latest + after, records[0].history[0].at):
+        rows = evaluate_many(records, defs, at=at)
+        alone = [{"record": r.id, **d.evaluate(r, at=at).as_row()} for r in records for d in defs]
+        assert rows == alone

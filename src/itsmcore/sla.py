@@ -696,17 +696,17 @@ def _run(record: Walkable, definitions: Sequence[SLADefinition], now: int) -> li
     until = from_us(now)
     if record.history[-1].at > until:  # evaluated in the past: the later events do not count
         events = takewhile(lambda event: event.at <= until, events)
-    if len(machines) == 1:
-        machines[0].run(scratch, events)
-    else:
-        for event in events:
-            final = True
-            for machine in machines:
-                if not machine.final:
-                    machine.step(event, scratch)
-                    final = final and machine.final
-            if final:
-                break
+    active = machines
+    while len(active) > 1:  # in step, until all but one are final (or the events run out)
+        event = next(events, None)
+        if event is None:
+            break
+        for machine in active:
+            machine.step(event, scratch)
+        if any(m.final for m in active):
+            active = [m for m in active if not m.final]
+    if len(active) == 1:  # the last clock still running takes the rest of the same walk
+        active[0].run(scratch, events)
     return [m.cycles for m in machines]
 
 
