@@ -1337,6 +1337,9 @@ def _percent(np: Any, done: Any, target: Any, positive: Any) -> Any:
     return percent
 
 
+_STATE_CODES: Final = {_RUNNING: 0, _PAUSED: 1}
+
+
 class _Segments:
     """The current cycles' marks as segments ``[a, b)`` in one state, row by row, in order.
 
@@ -1344,21 +1347,18 @@ class _Segments:
     """
 
     def __init__(self, np: Any, current: list[_Cycle], now: int) -> None:
-        row, a, b, states = [], [], [], []
-        for j, c in enumerate(current):
-            marks = c.marks
-            end = now if c.ended is None else c.ended
-            for m, (at, state) in enumerate(marks):
-                row.append(j)
-                a.append(at)
-                b.append(marks[m + 1][0] if m + 1 < len(marks) else end)
-                states.append(0 if state is _RUNNING else 1 if state is _PAUSED else 2)
+        counts = np.array([len(c.marks) for c in current], dtype=np.int64)
+        instants, states = zip(*[mark for c in current for mark in c.marks], strict=True)
         self.np = np
-        self.row = np.array(row, dtype=np.int64)
-        self.a = np.array(a, dtype=np.int64)
-        self.b = np.array(b, dtype=np.int64)
-        self.state = np.array(states, dtype=np.int8)
-        self.starts = np.flatnonzero(np.r_[True, self.row[1:] != self.row[:-1]])
+        self.row = np.repeat(np.arange(len(current), dtype=np.int64), counts)
+        self.a = np.array(instants, dtype=np.int64)
+        # Each segment ends where the next one starts; a row's last at its cycle's end.
+        self.starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        last = self.starts + counts - 1
+        self.b = np.empty_like(self.a)
+        self.b[:-1] = self.a[1:]
+        self.b[last] = [now if c.ended is None else c.ended for c in current]
+        self.state = np.array([_STATE_CODES.get(s, 2) for s in states], dtype=np.int8)
 
     def total(self, values: Any) -> Any:
         """The sum of ``values`` per row."""
