@@ -325,8 +325,8 @@ class _Index:
             self.cum_end.append(total)
         self._np: tuple[Any, ...] | None = None
         self.ruler: Ruler | None = None
-        self.mirror: _Mirror | None = None
-        self.wall: dict[int, _Wall | None] = {}  # by id of the zone; None: not exact there
+        self.mirror: _Wall | None = None  # on UTC's wall clock (see timedeltas)
+        self.wall: dict[int, _Wall | None] = {}  # by id of other zones; None: not exact there
         self.used = next(_TICKS)  # when a question last needed it (evict the oldest)
 
     def position(self, t: int) -> int:
@@ -334,22 +334,17 @@ class _Index:
         i = bisect_right(self.starts, t) - 1
         return self.base[i] + t if t < self.ends[i] else self.cum_end[i]
 
-    def timedeltas(self) -> _Mirror:
+    def timedeltas(self) -> _Wall:
         """The index as timedeltas since the epoch, for the scalar hot path.
 
         Built once, on first use: comparing and adding timedeltas directly saves converting
-        every datetime argument to an integer and every answer back.
+        every datetime argument to an integer and every answer back. It is the index on
+        UTC's wall clock, which is the time line itself: always exact.
         """
         mirror = self.mirror
         if mirror is None:
-            td = MICROSECOND.__mul__
-            mirror = self.mirror = _Mirror(
-                td(self.lo),
-                td(self.hi),
-                [td(x) for x in self.starts],
-                [td(x) for x in self.ends],
-                [td(x) for x in self.base],
-                [td(x) for x in self.cum_end],
+            mirror = self.mirror = _wall_of(
+                self, UTC, [0] * (len(self.starts) - 1), lo_off=0, hi_off=0, margin=0
             )
         return mirror
 
@@ -364,6 +359,8 @@ class _Index:
         change skips or repeats is closed time either way. Otherwise ``None`` (the UTC path
         serves).
         """
+        if tz is UTC:
+            return self.timedeltas()
         try:
             return self.wall[id(tz)]
         except KeyError:
@@ -383,17 +380,6 @@ class _Index:
 
 
 _TICKS: Final = itertools.count()
-
-
-class _Mirror(NamedTuple):
-    """An index's bounds and columns as timedeltas since the epoch."""
-
-    lo: timedelta
-    hi: timedelta
-    starts: list[timedelta]
-    ends: list[timedelta]
-    base: list[timedelta]
-    cum_end: list[timedelta]
 
 
 class _Wall(NamedTuple):
@@ -430,7 +416,8 @@ def _wall_index(index: _Index, tz: tzinfo) -> _Wall | None:
     """``index`` on ``tz``'s wall clock, or ``None`` where wall time would not be exact."""
     starts, ends = index.starts, index.ends
     offsets = []
-    previous = _offset_us(tz, index.lo)
+    lo_off = previous = _offset_us(tz, index.lo)
+    hi_off = _offset_us(tz, index.hi)
     gap_from = index.lo
     for k in range(1, len(starts)):
         a, b = starts[k], ends[k]
@@ -441,10 +428,21 @@ def _wall_index(index: _Index, tz: tzinfo) -> _Wall | None:
             return None
         offsets.append(here)
         previous, gap_from = here, b
-    if not _clear_gap(tz, gap_from, index.hi, previous, _offset_us(tz, index.hi)):
+    if not _clear_gap(tz, gap_from, index.hi, previous, hi_off):
         return None
+    return _wall_of(index, tz, offsets, lo_off=lo_off, hi_off=hi_off, margin=_SAFE_MARGIN)
+
+
+def _wall_of(
+    index: _Index, tz: tzinfo, offsets: list[int], *, lo_off: int, hi_off: int, margin: int
+) -> _Wall:
+    """``index`` read on ``tz``'s wall clock, each interval shifted by its offset.
+
+    ``lo_off`` and ``hi_off`` are the offsets at the index's ends; ``margin`` keeps the
+    questions it answers that far inside them.
+    """
+    starts, ends = index.starts, index.ends
     td = MICROSECOND.__mul__
-    lo_off = _offset_us(tz, index.lo)
     w_starts, w_ends, w_base = (
         [td(index.lo + lo_off)],
         [td(index.lo + lo_off)],
@@ -458,7 +456,7 @@ def _wall_index(index: _Index, tz: tzinfo) -> _Wall | None:
     first_day = w_starts[0].days
     days: list[int] = []
     k = 0
-    for day in range(first_day, (index.hi + _offset_us(tz, index.hi)) // _DAY_US + 1):
+    for day in range(first_day, (index.hi + hi_off) // _DAY_US + 1):
         midnight = td(day * _DAY_US)
         while k + 1 < len(w_starts) and w_starts[k + 1] <= midnight:
             k += 1
@@ -466,8 +464,8 @@ def _wall_index(index: _Index, tz: tzinfo) -> _Wall | None:
     return _Wall(
         tz,
         wall_epoch(tz),
-        td(index.lo + _SAFE_MARGIN),
-        td(index.hi - _SAFE_MARGIN),
+        td(index.lo + margin),
+        td(index.hi - margin),
         [*w_starts, timedelta.max],
         w_ends,
         w_base,
@@ -486,16 +484,15 @@ def _clear_gap(tz: tzinfo, a: int, b: int, before: int, after: int) -> bool:
     year) are sampled daily for a change that comes back.
     """
     changes = []
-    if b - a > 150 * _DAY_S * US_PER_SECOND:
-        day = _DAY_S * US_PER_SECOND
+    if b - a > 150 * _DAY_US:
         last = before
-        for t in range(a, b, day):
+        for t in range(a, b, _DAY_US):
             now = _offset_us(tz, t)
             if now != last:
-                changes.append((t - day, t, last, now))
+                changes.append((t - _DAY_US, t, last, now))
                 last = now
         if last != after:
-            changes.append((b - day, b, last, after))
+            changes.append((b - _DAY_US, b, last, after))
     elif before != after:
         changes.append((a, b, before, after))
     for low, high, left, right in changes:
@@ -969,7 +966,7 @@ class BusinessCalendar:
             i = bisect_right(m.starts, a) - 1
             target = (m.base[i] + a if a < m.ends[i] else m.cum_end[i]) + duration
             k = bisect_left(m.cum_end, target)
-            if k < len(m.starts):
+            if k < m.n:
                 utc = target - m.base[k]
                 answer: datetime = EPOCH + utc if e is None else tz.fromutc(e + utc)
                 if tz is self.tz or e is None:
