@@ -825,8 +825,7 @@ class _Machine:
                 self.prev = flags
                 state = _PAUSED if flags.pause else _RUNNING
                 if state is not cycle.state:
-                    cycle.state = state
-                    cycle.marks.append(((event.at - EPOCH) // MICROSECOND, state))
+                    cycle.move(event.at, state)
                 continue
             self.apply(event.at, flags)
             if self.final:
@@ -1281,9 +1280,10 @@ def _columns(np: Any, d: SLADefinition, walked: list[list[_Cycle]], now: int) ->
     # Running on: due when the rest of the target has run from the end of the cycle.
     short = has & (done < target)
     if short.any():
-        ends = np.array([now if c.ended is None else c.ended for c in current], dtype=np.int64)
-        end_pos = ruler.positions_array(ends[short])
-        due[short] = ruler.instants_array(end_pos + (target - done)[short], ends[short])
+        ends = segs.ends[short]
+        due[short] = ruler.instants_array(
+            ruler.positions_array(ends) + (target - done)[short], ends
+        )
     # Reached: due when the running time first held the target (at once for a zero target).
     reached = has & (done >= target)
     due[reached & (target == 0)] = started[reached & (target == 0)]
@@ -1357,7 +1357,9 @@ class _Segments:
         last = self.starts + counts - 1
         self.b = np.empty_like(self.a)
         self.b[:-1] = self.a[1:]
-        self.b[last] = [now if c.ended is None else c.ended for c in current]
+        self.ends = np.array([now if c.ended is None else c.ended for c in current], np.int64)
+        """Per row, where its cycle ends (``now`` for one still attached)."""
+        self.b[last] = self.ends
         self.state = np.array([_STATE_CODES.get(s, 2) for s in states], dtype=np.int8)
 
     def total(self, values: Any) -> Any:
