@@ -73,6 +73,8 @@ _ROW_SEAL: Final = _SEAL.format(
     kind="kind", record_id="record_id", version="version", type="type",
     schema_version="schema_version", at="at", by="by", data="data",
 )  # fmt: skip
+_INTACT: Final = f"seal IS NOT NULL AND seal = {_ROW_SEAL}"
+"""Whether a row's stored seal is the one its place and content make (every load asks)."""
 
 
 def _psycopg() -> Any:
@@ -160,8 +162,7 @@ def _ddl(column: Column) -> str:
 
 
 _EVENTS: Final = (
-    "SELECT version, type, schema_version, at, by, data::text, "  # noqa: S608 - a fixed expression
-    f"seal IS NOT NULL AND seal = {_ROW_SEAL} FROM itsm_events "
+    f"SELECT version, type, schema_version, at, by, data::text, {_INTACT} FROM itsm_events "  # noqa: S608 - a fixed expression
     "WHERE kind = %s AND record_id = %s ORDER BY version"
 )
 
@@ -216,8 +217,7 @@ class _PostgresSession:
         rows = self._call(
             lambda conn: conn.execute(
                 "SELECT record_id, version, type, schema_version, at, by, data::text, "  # noqa: S608 - a fixed expression
-                f"seal IS NOT NULL AND seal = {_ROW_SEAL} "
-                "FROM itsm_events WHERE kind = %s AND record_id = ANY(%s) "
+                f"{_INTACT} FROM itsm_events WHERE kind = %s AND record_id = ANY(%s) "
                 "ORDER BY record_id, version",
                 (kind, list(out)),
             ).fetchall()
