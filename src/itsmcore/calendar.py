@@ -54,14 +54,19 @@ _TIME_RE: Final = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 _MIN_US: Final = (datetime(1, 1, 10, tzinfo=UTC) - EPOCH) // MICROSECOND
 _MAX_US: Final = (datetime(9999, 12, 20, tzinfo=UTC) - EPOCH) // MICROSECOND
 MAX_SPAN: Final = timedelta(days=36_525)
-"""The longest stretch of time one question may cover: a hundred years.
+"""The longest stretch of time a question answered by expansion may cover: a hundred years.
 
-Business time is counted over open intervals expanded from the weekly pattern; a question
-over a longer stretch (an ``elapsed`` from year 1, an ``add`` of a million days, a
-``next_close`` on a calendar that never closes) is refused at once with a
-``ValidationError`` instead of expanding centuries under the calendar's lock. A hundred
-years of a Mon-Fri calendar take about half a second and some 20 MB the first time."""
+``elapsed`` and ``add`` over any span within the years 1 to 9999 are arithmetic (whole
+years of the weekly pattern plus exact windows around holidays and offset changes). What
+still walks open intervals one by one is bounded by this span and refused with a
+``ValidationError`` beyond it: ``open_intervals``, the searches (``next_open``,
+``next_close`` ... on a calendar that never changes, such as one always open), the working-day
+counts, and calendars whose holidays can only be asked one date at a time (a ``holidays``
+mapping or a rule of the caller's)."""
 _MAX_SPAN_US: Final = MAX_SPAN // MICROSECOND
+_LONG_US: Final = 3_653 * _DAY_S * US_PER_SECOND
+"""Questions spanning more than ten years are answered by arithmetic (see ``_Long``), not by
+expanding and indexing every open interval in between."""
 _MAX_CACHED_US: Final = 2 * _MAX_SPAN_US  # all of a calendar's cached segments together
 _MAX_SEGMENTS: Final = 16
 
@@ -521,10 +526,12 @@ class _Cache:
     so readers need no lock; ``index`` is the one used last, checked first on the hot path.
     """
 
-    __slots__ = ("index", "lock", "segments", "walls")
+    __slots__ = ("index", "lock", "long", "segments", "walls")
 
     def __init__(self) -> None:
         self.index: _Index | None = None
+        self.long: _Long | None = None
+        """The arithmetic for questions over more than ``_LONG_US`` (made when first asked)."""
         self.walls: dict[int, _Wall] = {}
         """By ``id`` of the zone (a zone need not be hashable): an index on the wall clock
         of the calendar's zone and of UTC, for arguments in either (see ``_Index.walls``);
@@ -594,9 +601,269 @@ class Ruler:
         return out
 
 
+class _FarRuler(Ruler):
+    """A ruler over more than ten years: each position measured from its origin."""
+
+    __slots__ = ("_origin",)
+
+    def __init__(self, calendar: BusinessCalendar, origin: int) -> None:
+        self._calendar = calendar
+        self._origin = origin
+        self.position = self._position
+
+    def _position(self, t: int) -> int:
+        return self._calendar.elapsed_us(self._origin, t)
+
+    def positions(self, instants: Iterable[int]) -> list[int]:
+        return list(map(self._position, instants))
+
+    def instant(self, p: int, *, not_before: int) -> int:
+        return self._calendar.add_us(not_before, p - self._position(not_before))
+
+    def positions_array(self, instants: Any) -> Any:
+        import numpy as np  # noqa: PLC0415 - optional dependency, only for array paths
+
+        return np.array(self.positions(instants.tolist()), dtype=np.int64)
+
+    def instants_array(self, positions: Any, not_before: Any) -> Any:
+        import numpy as np  # noqa: PLC0415 - optional dependency, only for array paths
+
+        pairs = zip(positions.tolist(), not_before.tolist(), strict=True)
+        return np.array([self.instant(p, not_before=a) for p, a in pairs], dtype=np.int64)
+
+
 def _reach(index: _Index) -> int:
     """How far from a segment a question may fall and still grow it rather than start anew."""
     return max(index.hi - index.lo, 4 * _WEEK_US)
+
+
+# --------------------------------------------------------------------------- long spans
+
+
+_PROBE_US: Final = 6 * _DAY_US
+"""How far apart the zone's offset is read when looking for its changes. No zone changes its
+offset and back within less than 6.96 days (America/Recife in 2000, Asia/Gaza from 2040), so
+a change between two readings this close cannot hide; changes that do not cancel are seen
+whatever their distance."""
+_REPEAT_FROM: Final = 2400
+"""From here on a zone follows the rule at the end of its data, which repeats every 400
+Gregorian years (146,097 days, exactly 20,871 weeks, so the weekly schedule repeats too)."""
+_REPEAT_YEARS: Final = 400
+_MONDAY_US: Final = 4 * _DAY_US  # 1970-01-05, a Monday, on the wall clock of the epoch
+_ONE_DAY: Final = timedelta(days=1)
+_HOUR: Final = timedelta(hours=1)
+
+
+class _Long:
+    """Business time over spans of any length, by arithmetic instead of expansion.
+
+    On a wall clock whose offset never changes, the weekly schedule repeats every week, so the
+    open time up to a wall instant is whole weeks times the week's total plus a lookup within
+    the week (``pattern``). The real calendar differs from that only around its irregular
+    dates: holidays, the zone's offset changes, closures and extra openings. Each run of them
+    is a *window* (from the day before to two days after, so shifts crossing midnight are
+    inside) whose open time is expanded exactly as the index would; between windows the
+    offset is constant and the schedule is the pattern, so
+
+        open time in [lo, hi) = pattern(wall(hi)) - pattern(wall(lo))
+                               + sum over windows of (expanded - pattern over the window)
+
+    The corrections of whole local years are cached (an integer a year), and from 2800 on a
+    year's is the one 400 years earlier when nothing explicit (holidays, spans) reaches that
+    far: a question from the year 1 to 9999 costs what ~2,800 years of offset readings and
+    windows cost once, then a sum.
+    """
+
+    __slots__ = ("before", "ends", "holidays", "repeats", "starts", "total", "years")
+
+    def __init__(self, calendar: BusinessCalendar) -> None:
+        pieces: list[Interval] = []
+        for day, template in enumerate(calendar.week):
+            for s, e in template:
+                a, b = day * _DAY_US + s * US_PER_SECOND, day * _DAY_US + e * US_PER_SECOND
+                # A Sunday shift running past midnight ends on the next week's Monday.
+                pieces += [(a, b)] if b <= _WEEK_US else [(a, _WEEK_US), (0, b - _WEEK_US)]
+        merged = _merge(sorted(pieces))
+        self.starts = [a for a, _ in merged]
+        self.ends = [b for _, b in merged]
+        self.before = list(itertools.accumulate((b - a for a, b in merged), initial=0))
+        self.total = self.before.pop()
+        self.years: dict[int, int] = {}
+        source = calendar.holidays
+        self.holidays: list[date] | None = (
+            sorted(d for d in source if isinstance(d, date))
+            if isinstance(source, frozenset)
+            else None
+        )
+        self.repeats = self._repeats(calendar)
+
+    @staticmethod
+    def _repeats(calendar: BusinessCalendar) -> bool:
+        """Whether years from ``_REPEAT_FROM`` on repeat every 400 years in this calendar."""
+        from zoneinfo import ZoneInfo  # noqa: PLC0415 - only to recognise the zone's kind
+
+        if not isinstance(calendar.tz, ZoneInfo | type(UTC)):
+            return False  # a zone of unknown make: no promise about its far future
+        edge = date(_REPEAT_FROM, 1, 1) - 3 * _ONE_DAY
+        source = calendar.holidays
+        if isinstance(source, frozenset):
+            late = any(isinstance(d, date) and d >= edge for d in source)
+        elif isinstance(source, _Recurrence):
+            late = source.rule.after(datetime(edge.year, edge.month, edge.day)) is not None  # noqa: DTZ001
+        else:
+            return False
+        reach = calendar._boundary(edge, 0)  # noqa: SLF001 - the calendar's own reading
+        spans = (*calendar.closures, *calendar.extra_openings)
+        return not late and all(b < reach for _, b in spans)
+
+    def pattern(self, wall: int) -> int:
+        """Open time of the weekly schedule up to the wall instant ``wall`` (µs).
+
+        Counted from some Monday long ago: only differences of it mean anything.
+        """
+        weeks, rest = divmod(wall - _MONDAY_US, _WEEK_US)
+        i = bisect_right(self.starts, rest) - 1
+        within = 0 if i < 0 else self.before[i] + min(rest, self.ends[i]) - self.starts[i]
+        return weeks * self.total + within
+
+    def measure(self, calendar: BusinessCalendar, lo: int, hi: int, *, index: bool) -> int:
+        """The open time in ``[lo, hi)``, ``lo <= hi``, both within the years 1 to 9999.
+
+        With ``index``, the partial years at the ends are read from the calendar's index
+        (expanded once, then a lookup: for questions asked again and again); without, they
+        are corrected like the whole years but not cached (for one-off steps).
+        """
+        tz = calendar.tz
+        first, last = from_us(lo, tz).year + 1, from_us(hi, tz).year
+        if last - first < 2:  # no whole years worth caching in between
+            plain = self.pattern(hi + _offset_us(tz, hi)) - self.pattern(lo + _offset_us(tz, lo))
+            return plain + self.correction(calendar, lo, hi)
+        a, b = calendar._boundary(date(first, 1, 1), 0), calendar._boundary(date(last, 1, 1), 0)  # noqa: SLF001
+        whole = self.pattern(b + _offset_us(tz, b)) - self.pattern(a + _offset_us(tz, a))
+        whole += sum(self.year(calendar, y) for y in range(first, last))
+        if index:
+            return calendar.elapsed_us(lo, a) + whole + calendar.elapsed_us(b, hi)
+        ends = self.measure(calendar, lo, a, index=False) + self.measure(
+            calendar, b, hi, index=False
+        )
+        return ends + whole
+
+    def year(self, calendar: BusinessCalendar, year: int) -> int:
+        """The correction of one local year (cached)."""
+        if self.repeats and year >= _REPEAT_FROM + _REPEAT_YEARS:
+            year = _REPEAT_FROM + (year - _REPEAT_FROM) % _REPEAT_YEARS
+        found = self.years.get(year)
+        if found is None:
+            lo = calendar._boundary(date(year, 1, 1), 0)  # noqa: SLF001
+            hi = calendar._boundary(date(year + 1, 1, 1), 0)  # noqa: SLF001
+            found = self.years[year] = self.correction(calendar, lo, hi)
+        return found
+
+    def correction(self, calendar: BusinessCalendar, lo: int, hi: int) -> int:
+        """How far the real open time in ``[lo, hi)`` differs from the pattern's."""
+        tz = calendar.tz
+        total = 0
+        for a, b in self.windows(calendar, lo, hi):
+            expanded = self.expanded(calendar, a, b)
+            total += (
+                expanded - self.pattern(b + _offset_us(tz, b)) + self.pattern(a + _offset_us(tz, a))
+            )
+        return total
+
+    def windows(self, calendar: BusinessCalendar, lo: int, hi: int) -> list[Interval]:
+        """Spans around every irregular date that can touch ``[lo, hi)``, clipped to it."""
+        if hi <= lo:
+            return []
+        tz = calendar.tz
+        first = from_us(lo, tz).date() - 2 * _ONE_DAY
+        last = from_us(hi, tz).date() + _ONE_DAY
+        runs = [(d, d) for d in self.holiday_dates(calendar, first, last)]
+        # An offset change a little before ``lo`` still moves the shifts running at ``lo``.
+        reach_lo, reach_hi = lo - 2 * _DAY_US, hi + 2 * _DAY_US
+        spans = self.changes(tz, reach_lo, reach_hi)
+        spans += _clip((*calendar.closures, *calendar.extra_openings), reach_lo, reach_hi)
+        runs += [(from_us(a, tz).date(), from_us(b, tz).date()) for a, b in spans]
+        runs.sort()
+        days: list[tuple[date, date]] = []  # each run widened to the day before, two after
+        for first_day, last_day in runs:
+            start, end = first_day - _ONE_DAY, last_day + 2 * _ONE_DAY
+            if days and start <= days[-1][1]:
+                days[-1] = (days[-1][0], max(days[-1][1], end))
+            else:
+                days.append((start, end))
+        spans = [(calendar._boundary(a, 0), calendar._boundary(b, 0)) for a, b in days]  # noqa: SLF001
+        return [(max(a, lo), min(b, hi)) for a, b in spans if a < hi and b > lo]
+
+    def holiday_dates(self, calendar: BusinessCalendar, first: date, last: date) -> list[date]:
+        """The holidays from ``first`` to ``last`` on which the schedule has hours."""
+        week = calendar.week
+        if self.holidays is not None:
+            ordered = self.holidays
+            found = ordered[bisect_left(ordered, first) : bisect_right(ordered, last)]
+        elif isinstance(calendar.holidays, _Recurrence):
+            rule = calendar.holidays.rule
+            hits = rule.between(
+                datetime(first.year, first.month, first.day),  # noqa: DTZ001 - rrules are naive
+                datetime(last.year, last.month, last.day),  # noqa: DTZ001
+                inc=True,
+            )
+            found = sorted({hit.date() for hit in hits})
+        else:  # a lazy source answers one date at a time: ask it for each working day
+            source = calendar.holidays
+            days = (first + k * _ONE_DAY for k in range((last - first).days + 1))
+            found = [d for d in days if week[d.weekday()] and d in source]
+        return [d for d in found if week[d.weekday()]]
+
+    @staticmethod
+    def changes(tz: tzinfo, lo: int, hi: int) -> list[Interval]:
+        """Spans of at most ``_PROBE_US`` within which the zone's offset changes in ``[lo, hi]``."""
+        if tz.utcoffset(None) is not None:
+            return []  # a fixed offset
+        out: list[Interval] = []
+        step = MICROSECOND * _PROBE_US
+        p = EPOCH + MICROSECOND * lo  # datetimes stepped, not integers converted: the hot loop
+        end = EPOCH + MICROSECOND * hi
+        before = p.astimezone(tz).utcoffset()
+        while p < end:
+            q = min(p + step, end)
+            after = q.astimezone(tz).utcoffset()
+            if after != before:
+                _Long._narrow(tz, p, q, before, after, out=out)
+            p, before = q, after
+        return out
+
+    @staticmethod
+    def _narrow(
+        tz: tzinfo, p: datetime, q: datetime, before: Any, after: Any, *, out: list[Interval]
+    ) -> None:
+        """Append spans of at most an hour holding every offset change in ``(p, q]``.
+
+        Halving is safe: no zone changes its offset and back within ``_PROBE_US``, so a half
+        whose ends agree holds no change.
+        """
+        if q - p <= _HOUR:
+            out.append(((p - EPOCH) // MICROSECOND, (q - EPOCH) // MICROSECOND))
+            return
+        m = p + (q - p) // 2
+        middle = m.astimezone(tz).utcoffset()
+        if middle != before:
+            _Long._narrow(tz, p, m, before, middle, out=out)
+        if middle != after:
+            _Long._narrow(tz, m, q, middle, after, out=out)
+
+    @staticmethod
+    def expanded(calendar: BusinessCalendar, a: int, b: int) -> int:
+        """The real open time in ``[a, b)``, as the index would count it.
+
+        Closed within closures, open within extra openings, the expanded schedule elsewhere
+        (so a long closure is not expanded).
+        """
+        closed = _clip(calendar.closures, a, b)
+        opened = _subtract(_clip(calendar.extra_openings, a, b), closed)
+        total = sum(y - x for x, y in opened)
+        for x, y in _subtract(_subtract([(a, b)], closed), opened):
+            total += sum(v - u for u, v in calendar._expand(x, y))  # noqa: SLF001
+        return total
 
 
 # --------------------------------------------------------------------------- the calendar
@@ -822,6 +1089,27 @@ class BusinessCalendar:
             return self._cover(lo, hi)
         return index
 
+    def _measure(self, lo: int, hi: int, *, index: bool = True) -> int:
+        """The open time in ``[lo, hi)`` by arithmetic (see ``_Long``): for long spans."""
+        if lo < _MIN_US or hi >= _MAX_US:
+            raise ValidationError("business time is only counted between years 1 and 9999")
+        long = self._cache.long
+        if long is None:
+            long = self._cache.long = _Long(self)
+        if (
+            hi - lo > _MAX_SPAN_US
+            and long.holidays is None
+            and not isinstance(self.holidays, _Recurrence)
+        ):
+            raise ValidationError(
+                f"one question may cover at most {MAX_SPAN.days:,} days "
+                f"({MAX_SPAN.days // 365} years) of a calendar whose holidays are asked "
+                "one date at a time (a holidays mapping or a rule of your own); this one "
+                f"covers {(hi - lo) // _DAY_US:,}. Give the holidays as a list of dates "
+                "or a dateutil rrule to count across centuries"
+            )
+        return long.measure(self, lo, hi, index=index)
+
     # ----------------------------------------------------------------------- queries
 
     def elapsed(self, start: datetime, end: datetime) -> timedelta:
@@ -878,6 +1166,8 @@ class BusinessCalendar:
         index = self._cache.index
         m = index.mirror if index is not None else None
         if m is None or a < m.lo or b < m.lo or a >= m.hi or b >= m.hi:
+            if abs(b - a) // MICROSECOND > _LONG_US:
+                return MICROSECOND * self.elapsed_us(a // MICROSECOND, b // MICROSECOND)
             m = self._index_for(min(a, b) // MICROSECOND, max(a, b) // MICROSECOND).timedeltas()
         # Positions as timedeltas: two binary searches, no integer conversion either way.
         starts = m.starts
@@ -982,7 +1272,10 @@ class BusinessCalendar:
         For engines that keep instants as integers (the SLA clock does): no datetime is
         created or converted.
         """
-        index = self._index_for(min(start, end), max(start, end))
+        lo, hi = (start, end) if start <= end else (end, start)
+        if hi - lo > _LONG_US:
+            return self._measure(lo, hi) if start <= end else -self._measure(lo, hi)
+        index = self._index_for(lo, hi)
         return index.position(end) - index.position(start)
 
     def ruler(self, start: int, end: int) -> Ruler:
@@ -991,6 +1284,8 @@ class BusinessCalendar:
         Its positions (business microseconds from an arbitrary origin) are comparable with
         each other, so one lookup per instant serves every span that shares it.
         """
+        if abs(end - start) > _LONG_US:
+            return _FarRuler(self, min(start, end))
         index = self._index_for(min(start, end), max(start, end))
         ruler = index.ruler
         if ruler is None:  # one per index: an engine asks for thousands of rulers a second
@@ -1001,6 +1296,12 @@ class BusinessCalendar:
         """``add`` on the integer time line: microseconds since the epoch in and out."""
         if d == 0:
             return a
+        if abs(d) > _LONG_US:  # the answer lies more than ten years away
+            return self._add_far(a, d)
+        return self._add_near(a, d, far=True)
+
+    def _add_near(self, a: int, d: int, *, far: bool) -> int:
+        """``add_us`` on the index, grown as far as the answer; past ten years, ``_add_far``."""
         index = self._index_for(a, a)
         target = index.position(a) + d
         while True:
@@ -1012,10 +1313,41 @@ class BusinessCalendar:
                 i = bisect_right(index.cum, target) - 1
                 if i > 0:
                     return target - index.base[i]
+            if far and (index.hi - a if d > 0 else a - index.lo) > _LONG_US:
+                return self._add_far(a, d)
             grown = self._grow_for(index, a, d)
             # Positions are relative to the index's start: carry the target over.
             target += grown.position(a) - index.position(a)
             index = grown
+
+    def _add_far(self, a: int, d: int) -> int:
+        """``add_us`` by arithmetic: whole stretches measured, the last few weeks indexed.
+
+        Steps of as many weeks as the remaining business time would fill on the weekly
+        schedule alone; a step that overshoots (an extra opening, a longer day at a DST
+        change) is halved, one that finds no open time (a long closure) doubled.
+        """
+        forward = d > 0
+        left = abs(d)
+        what = f"adding {MICROSECOND * d}" if forward else f"counting back {MICROSECOND * -d}"
+        t = a
+        long = self._cache.long or _Long(self)
+        step = max(left // long.total, 1) * _WEEK_US
+        while True:
+            guess = min(t + step, _MAX_US - 1) if forward else max(t - step, _MIN_US)
+            span = (t, guess) if forward else (guess, t)
+            found = self._measure(*span, index=False)  # one-off steps: nothing indexed
+            if found < left:
+                if guess in {_MAX_US - 1, _MIN_US}:
+                    raise ValidationError(
+                        f"no open time left within the years 1 to 9999 for {what}"
+                    )
+                t, left = guess, left - found
+                step = step * 2 if not found else max(left // long.total, 1) * _WEEK_US
+            elif step <= 8 * _WEEK_US:  # the answer lies within a few weeks: on the index
+                return self._add_near(t, left if forward else -left, far=False)
+            else:
+                step //= 2
 
     def _grow_for(self, index: _Index, a: int, d: int) -> _Index:
         """An index reaching further from ``a`` in the direction of ``d``, within the limits."""
@@ -1215,8 +1547,13 @@ class BusinessCalendar:
             out = np.zeros(len(a), dtype=np.int64)
             if not gap.all():
                 a, b = a[~gap], b[~gap]
-                index = self._index_for(int(min(a.min(), b.min())), int(max(a.max(), b.max())))
-                out[~gap] = _positions(np, index, b) - _positions(np, index, a)
+                lo, hi = int(min(a.min(), b.min())), int(max(a.max(), b.max()))
+                if hi - lo > _LONG_US:  # rows decades apart: each on its own
+                    pairs = zip(a.tolist(), b.tolist(), strict=True)
+                    out[~gap] = [self.elapsed_us(x, y) for x, y in pairs]
+                else:
+                    index = self._index_for(lo, hi)
+                    out[~gap] = _positions(np, index, b) - _positions(np, index, a)
             answers = out.view("timedelta64[us]")
             answers[gap] = np.timedelta64("NaT")
             return answers
@@ -1285,6 +1622,9 @@ class BusinessCalendar:
         """Vectorised ``add_us`` over int64 microsecond arrays."""
         if not len(a):
             return a
+        if int(a.max()) - int(a.min()) > _LONG_US:  # starts decades apart: each on its own
+            pairs = zip(a.tolist(), d.tolist(), strict=True)
+            return np.array([self.add_us(x, y) for x, y in pairs], dtype=np.int64)
         index = self._index_for(int(a.min()), int(a.max()))
         _, _, cum, cum_end, base = index.arrays()
         target = _positions(np, index, a) + d

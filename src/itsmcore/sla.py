@@ -257,7 +257,7 @@ class SLADefinition:
             raise DefinitionError(f"{self.name}: reads must name record fields, got {self.reads!r}")
         if not isinstance(self.calendar, BusinessCalendar):
             raise DefinitionError(f"{self.name}: calendar must be a BusinessCalendar")
-        # A target the calendar needs more than MAX_SPAN to deliver could never be evaluated.
+        # A target the calendar needs more than a century to deliver is a mistake, not a goal.
         weekly = sum(end - start for day in self.calendar.week for start, end in day)
         longest = MICROSECOND * ((MAX_SPAN // MICROSECOND) * weekly // (7 * 86_400))
         too_long = [k for k, t in self.targets.items() if t is not None and t > longest]
