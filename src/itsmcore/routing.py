@@ -112,6 +112,11 @@ def _rule_group(value: object) -> str:
 
 
 def _default_group(value: object) -> str:
+    if value is None:
+        raise DefinitionError(
+            "a rule set needs a default group (default=...) for what no rule matches; "
+            "without one it could leave work unrouted"
+        )
     return _name(value, "the default group")
 
 
@@ -522,7 +527,8 @@ class RuleSet:
     """
 
     rules: tuple[Rule, ...] = attrs.field(converter=_rules)
-    default: str = attrs.field(converter=_default_group)
+    """The rules in order, as checked: each condition's values as the field holds them."""
+    default: str = attrs.field(default=None, converter=_default_group)
     groups: dict[str, Group] = attrs.field(converter=_groups, hash=False)
     kind: type[Assignable] = attrs.field(converter=_kind)
     mode: Match = attrs.field(default=Match.FIRST, converter=_match)
@@ -573,6 +579,7 @@ class RuleSet:
             compiled.append((attrs.evolve(rule, when={c.field: c.values for c in conditions}),
                              score))  # fmt: skip
         object.__setattr__(self, "_compiled", tuple(compiled))
+        object.__setattr__(self, "rules", tuple(rule for rule, _ in compiled))
         object.__setattr__(self, "_default_rule", _default_rule(self.default))
         object.__setattr__(
             self,
