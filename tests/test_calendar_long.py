@@ -180,7 +180,7 @@ def test_an_sla_clock_read_millennia_later() -> None:
     [
         (
             lambda: BusinessCalendar.always().next_close(datetime(2025, 1, 1, tzinfo=UTC)),
-            "36,525 days",
+            "it never closes",
         ),
         (
             lambda: BusinessCalendar.weekly({"mon-fri": "09:00-17:00"}, tz="UTC").add(

@@ -7,7 +7,7 @@ a typed error at definition time where possible, or a correct answer.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -165,8 +165,18 @@ OFFICE = BusinessCalendar.weekly({"mon-fri": "09:00-17:00"}, tz="Europe/Berlin")
 def test_a_question_no_arithmetic_can_answer_is_refused_after_a_century() -> None:
     # Elapsed and added business time over any span are arithmetic now (see
     # test_calendar_long.py); a calendar that never closes still cannot say when it closes.
-    with pytest.raises(ValidationError, match="36,525 days"):
-        BusinessCalendar.always().next_close(T0)
+    with pytest.raises(ValidationError, match="it never closes"):
+        BusinessCalendar.always().next_close(T0)  # at once
+    closed_once = BusinessCalendar.always(closures=[(T0 - 2 * H, T0 - H)])
+    with pytest.raises(ValidationError, match="it never closes"):
+        closed_once.next_close(T0)
+    assert closed_once.next_close(T0 - 3 * H) == T0 - 2 * H
+    # Open around the clock on weekdays only: it closes on Friday at midnight.
+    weekdays = BusinessCalendar.weekly({"mon-fri": "00:00-24:00"}, tz="UTC")
+    assert weekdays.next_close(T0) == datetime(2025, 3, 8, tzinfo=UTC)
+    far_holiday = BusinessCalendar.always(tz="Europe/Berlin", holidays=[date(2200, 1, 1)])
+    with pytest.raises(ValidationError, match="36,525 days"):  # after a century of search
+        far_holiday.next_close(T0)
 
 
 def test_a_target_the_calendar_cannot_deliver_within_the_limit_is_refused_when_defined() -> None:

@@ -60,7 +60,7 @@ MAX_SPAN: Final = timedelta(days=36_525)
 years of the weekly pattern plus exact windows around holidays and offset changes). What
 still walks open intervals one by one is bounded by this span and refused with a
 ``ValidationError`` beyond it: ``open_intervals``, the searches (``next_open``,
-``next_close`` ... on a calendar that never changes, such as one always open), the working-day
+``next_close`` ... on a calendar that does not change for a century), the working-day
 counts, and calendars whose holidays can only be asked one date at a time (a ``holidays``
 mapping or a rule of the caller's)."""
 _MAX_SPAN_US: Final = MAX_SPAN // MICROSECOND
@@ -1390,8 +1390,24 @@ class BusinessCalendar:
             index = self._grow_right(index)
 
     def next_close(self, at: datetime) -> datetime:
-        """The end of the open interval containing ``at``, or else of the next one."""
+        """The end of the open interval containing ``at``, or else of the next one.
+
+        Raises:
+            ValidationError: the calendar never closes after ``at`` (open around the clock
+                with no holiday or closure to come: refused at once), or not within
+                ``MAX_SPAN``.
+        """
         t = to_us(at, "at")
+        if (
+            all(day == ((0, _DAY_S),) for day in self.week)
+            and not self.holidays
+            and isinstance(self.holidays, frozenset)
+            and all(b <= t for _, b in self.closures)
+        ):
+            raise ValidationError(
+                "the calendar is open around the clock with no holiday or closure after "
+                f"{at.isoformat()}: it never closes"
+            )
         index = self._index_for(t, t)
         while True:
             i = bisect_right(index.starts, t) - 1
