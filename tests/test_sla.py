@@ -460,3 +460,48 @@ def test_evaluate_many_rows_carry_business_paused_time_and_the_fields_asked_for(
         evaluate_many([held_and_resumed()], [resolution()], at=MON, fields=["colour"])
     with pytest.raises(ValidationError, match="collection of field names"):
         evaluate_many([held_and_resumed()], [resolution()], at=MON, fields="state")
+
+
+# --------------------------------------------------------------------------- the story
+
+
+def test_explain_tells_the_story_the_figures_tell() -> None:
+    record = (
+        held_and_resumed()
+        .resolve(code="solution_provided", notes="ok", at=TUE_10, by="sam")
+        .reopen(reason="again", at=TUE_11, by="mia")
+    )
+    later = datetime(2025, 3, 5, 17, tzinfo=BERLIN)
+    story = resolution().explain(record, at=later)
+    assert [m.what for m in story] == [
+        "started", "paused", "resumed", "warning 50 %", "warning 75 %", "completed",
+        "resumed after reopening", "breached",
+    ]  # fmt: skip
+    assert [m.at for m in story] == sorted(m.at for m in story)
+    assert {m.at.tzinfo for m in story} == {BERLIN}
+    status = resolution().evaluate(record, at=later)
+    assert story[-1].at == status.breached_at
+    assert story[-1].business_elapsed == status.target
+    paused = next(m for m in story if m.what == "paused")
+    assert resolution().evaluate(record, at=paused.at).stage is SLAStage.PAUSED
+    # Nothing after ``at`` is told, and a reset starts a new cycle.
+    assert [m.what for m in resolution().explain(record, at=MON + 3 * H)] == [
+        "started", "paused",
+    ]  # fmt: skip
+    reset = SLADefinition(
+        name="custom",
+        targets=dict.fromkeys(Priority, 2 * H),
+        calendar=NINE_TO_FIVE,
+        stop=lambda r: r.state == "resolved",
+        reset=lambda r: r.assignment_group == "vip",
+    )
+    moved = incident().assign(group="vip", at=MON + H, by="desk")
+    assert [(m.what, m.business_elapsed) for m in reset.explain(moved, at=MON + 2 * H)] == [
+        # the first cycle reached half its target as it was reset, the second an hour on
+        ("started", 0 * H), ("restarted", 0 * H), ("warning 50 %", H), ("warning 50 %", H),
+    ]  # fmt: skip
+
+
+def test_explain_refuses_a_naive_instant() -> None:
+    with pytest.raises(ValidationError, match="naive"):
+        resolution().explain(incident(), at=datetime(2025, 3, 3, 9))

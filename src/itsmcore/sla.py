@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Condition",
     "CycleStatus",
+    "Moment",
     "Reclassification",
     "Reopen",
     "SLADefinition",
@@ -490,6 +491,57 @@ class SLADefinition:
         now = to_us(require_aware(at, "at"), "at")
         (cycles,) = _run(record, (self,), now)
         return self._status(cycles, now, at.tzinfo or UTC)
+
+    def explain(self, record: Walkable, *, at: datetime) -> tuple[Moment, ...]:
+        """The clock's story up to ``at``: each start, pause, resume, stop, warning and breach.
+
+        Read from the same evaluation as :meth:`evaluate` (the clock as it stood after each
+        event of the history, then the thresholds crossed in between), so it never tells
+        another story than the figures. Moments are in time order (those at one instant in
+        the order they happened), shown in ``at``'s time zone.
+
+        >>> from datetime import UTC, datetime, timedelta
+        >>> from itsmcore import BusinessCalendar, Incident, Priority
+        >>> t = datetime(2025, 3, 3, 9, tzinfo=UTC)
+        >>> inc = Incident.open(id="I1", title="VPN down", caller="mia", impact=2, urgency=2,
+        ...                     at=t, by="desk")
+        >>> inc = inc.hold(reason="awaiting_caller", at=t + timedelta(hours=1), by="sam")
+        >>> inc = inc.resume(at=t + timedelta(hours=3), by="sam")
+        >>> sla = SLADefinition.incident_resolution(dict.fromkeys(Priority, timedelta(hours=4)))
+        >>> for m in sla.explain(inc, at=t + timedelta(hours=8)):
+        ...     print(m.at.strftime("%H:%M"), m.what, m.business_elapsed)
+        09:00 started 0:00:00
+        10:00 paused 1:00:00
+        12:00 resumed 1:00:00
+        13:00 warning 50 % 2:00:00
+        14:00 warning 75 % 3:00:00
+        15:00 breached 4:00:00
+        """
+        end = require_aware(at, "at")
+        tz = end.tzinfo
+        moments: list[Moment] = []
+        stage, cycles = SLAStage.NOT_STARTED, 0
+        for event in record.history:
+            if event.at > end:
+                break
+            status = self.evaluate(record, at=event.at)
+            now, spent = status.stage, status.business_elapsed
+            if cycles and len(status.cycles) > cycles and now is not SLAStage.NOT_STARTED:
+                moments.append(Moment(event.at.astimezone(tz), "restarted", spent))
+            elif now is not stage:
+                moments.append(Moment(event.at.astimezone(tz), _STORY[stage, now], spent))
+            stage, cycles = now, len(status.cycles)
+        for cycle in self.evaluate(record, at=end).cycles:
+            target = cycle.target
+            if target is None:
+                continue
+            for fraction, when in cycle.warnings:
+                if fraction < 1:
+                    spent = target * fraction.numerator // fraction.denominator
+                    moments.append(Moment(when, f"warning {float(fraction * 100):g} %", spent))
+            if cycle.breached_at is not None:
+                moments.append(Moment(cycle.breached_at, "breached", target))
+        return tuple(sorted(moments, key=attrgetter("at")))
 
     def next_event_at(self, record: Walkable, *, at: datetime) -> datetime | None:
         """The next instant after ``at`` at which the status changes by time alone.
@@ -970,6 +1022,41 @@ class CycleStatus(NamedTuple):
     integer microseconds, so exactly 100.0 at the due instant and above it once breached."""
     warnings: tuple[tuple[Fraction, datetime], ...]
     """The warning thresholds crossed, with the instant each was crossed."""
+
+
+class Moment(NamedTuple):
+    """One turn in a clock's story (see :meth:`SLADefinition.explain`)."""
+
+    at: datetime
+    what: str
+    """``started``, ``paused``, ``resumed``, ``completed``, ``canceled``, ``restarted``
+    (a new cycle: a reset, or a reopen that starts afresh), ``warning 75 %``, ``breached``."""
+    business_elapsed: timedelta
+    """Business time the clock had run at that moment (within its cycle)."""
+
+
+_STORY: Final = {
+    (SLAStage.NOT_STARTED, SLAStage.IN_PROGRESS): "started",
+    (SLAStage.NOT_STARTED, SLAStage.PAUSED): "started paused",
+    (SLAStage.NOT_STARTED, SLAStage.COMPLETED): "started and completed",
+    (SLAStage.NOT_STARTED, SLAStage.CANCELED): "canceled",
+    (SLAStage.IN_PROGRESS, SLAStage.PAUSED): "paused",
+    (SLAStage.IN_PROGRESS, SLAStage.COMPLETED): "completed",
+    (SLAStage.IN_PROGRESS, SLAStage.CANCELED): "canceled",
+    (SLAStage.IN_PROGRESS, SLAStage.NOT_STARTED): "detached",
+    (SLAStage.PAUSED, SLAStage.IN_PROGRESS): "resumed",
+    (SLAStage.PAUSED, SLAStage.COMPLETED): "completed",
+    (SLAStage.PAUSED, SLAStage.CANCELED): "canceled",
+    (SLAStage.PAUSED, SLAStage.NOT_STARTED): "detached",
+    (SLAStage.COMPLETED, SLAStage.IN_PROGRESS): "resumed after reopening",
+    (SLAStage.COMPLETED, SLAStage.PAUSED): "resumed after reopening, paused",
+    (SLAStage.COMPLETED, SLAStage.CANCELED): "canceled",
+    (SLAStage.COMPLETED, SLAStage.NOT_STARTED): "detached",
+    (SLAStage.CANCELED, SLAStage.IN_PROGRESS): "resumed",
+    (SLAStage.CANCELED, SLAStage.PAUSED): "resumed, paused",
+    (SLAStage.CANCELED, SLAStage.COMPLETED): "completed",
+    (SLAStage.CANCELED, SLAStage.NOT_STARTED): "detached",
+}
 
 
 _ZERO: Final = timedelta(0)
