@@ -1,0 +1,337 @@
+"""The ``itsmcore`` command: a demo desk, imports of real exports, reports, SLA stories.
+
+    itsmcore demo [--folder DIR]                 a generated month in SQLite, its tables
+    itsmcore sla explain ID --store URL          one record's SLA clocks as a timeline
+
+Stores are named by URL: ``sqlite:///desk.db`` (a relative path), ``sqlite:////tmp/desk.db``
+(an absolute one), or a PostgreSQL ``postgresql://user@host/db``. A mistake of the user's
+(a missing file, an unknown record, a malformed option) is one line on stderr and exit
+status 1; a wrong command line is exit status 2 with the usage; success is 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+from collections import Counter
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from itsmcore._time import zone
+from itsmcore.calendar import BusinessCalendar
+from itsmcore.errors import ItsmError, NotFoundError, ValidationError
+from itsmcore.priority import Priority
+from itsmcore.sample import OFFICE, sample_month
+from itsmcore.sla import SLADefinition, evaluate_many
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+__all__ = ["main"]
+
+TARGETS: dict[Priority, timedelta] = {
+    Priority.P1: timedelta(hours=4),
+    Priority.P2: timedelta(hours=8),
+    Priority.P3: timedelta(hours=24),
+    Priority.P4: timedelta(hours=40),
+    Priority.P5: timedelta(hours=80),
+}
+"""Resolution targets in business hours unless ``--targets`` says otherwise."""
+RESPONSE: dict[Priority, timedelta] = {p: t / 8 for p, t in TARGETS.items()}
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for: reported in one line, exit status 1."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return its exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        args.run(args, sys.stdout)
+    except (UserError, ItsmError, OSError) as exc:
+        sys.stderr.write(f"itsmcore: {_message(exc)}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, NotFoundError):
+        return str(exc.args[0]) if exc.args else "not found"
+    if isinstance(exc, FileNotFoundError):
+        return f"no such file: {exc.filename}"
+    return str(exc)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="itsmcore",
+        description="IT service management on the command line: a demo desk, SLA clocks.",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="generate a month of incidents, problems and changes; print SLA and KPI tables",
+        description="Generate a realistic month of a service desk into a SQLite store and "
+        "print its SLA compliance and key figures.",
+    )
+    demo.add_argument("--folder", type=Path, help="keep the store here (default: a temporary one)")
+    demo.add_argument("--seed", type=int, default=0, help="the same seed gives the same month")
+    demo.add_argument("--incidents", type=_positive, default=300, help="how many (default 300)")
+    demo.set_defaults(run=_demo)
+
+    sla = commands.add_parser("sla", help="SLA clocks", description="SLA clocks.")
+    sla_commands = sla.add_subparsers(title="commands", metavar="COMMAND")
+    explain = sla_commands.add_parser(
+        "explain",
+        help="one record's SLA clock as a timeline: start, pauses, warnings, breach",
+        description="Print one incident's SLA clock as a timeline: when it started, paused, "
+        "resumed, crossed its warnings, breached and stopped.",
+    )
+    explain.add_argument("id", help="the incident's id, e.g. INC00042")
+    _store_option(explain)
+    explain.add_argument(
+        "--at",
+        type=_instant,
+        help="read the clock at this ISO instant, e.g. 2025-04-01T18:00+02:00 (no zone: UTC; "
+        "default: now)",
+    )
+    explain.add_argument(
+        "--clock", choices=("resolution", "response"), default="resolution",
+        help="which clock (default: resolution)",
+    )  # fmt: skip
+    _calendar_options(explain)
+    explain.set_defaults(run=_explain)
+    return parser
+
+
+# --------------------------------------------------------------------------- options
+
+
+def _store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store", required=True, metavar="URL",
+        help="sqlite:///relative.db, sqlite:////absolute.db or postgresql://...",
+    )  # fmt: skip
+
+
+def _calendar_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--hours", default="mon-fri=08:00-18:00", metavar="DAYS=HOURS[;...]",
+        help="business hours, e.g. 'mon-fri=09:00-17:00;sat=10:00-14:00' or '24x7' "
+        "(default: mon-fri=08:00-18:00, the demo desk's)",
+    )  # fmt: skip
+    parser.add_argument("--tz", default="Europe/Berlin", help="their time zone")
+    parser.add_argument(
+        "--targets", metavar="P1=4h,...",
+        help="resolution targets per priority in business time, e.g. P1=4h,P2=8h,P3=3d "
+        "(default: P1 4h, P2 8h, P3 24h, P4 40h, P5 80h; response: an eighth of each)",
+    )  # fmt: skip
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"a positive whole number, not {text!r}")
+    return value
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"an ISO date and time such as 2025-03-31T18:00+02:00, not {text!r}"
+        ) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([mhdw])")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _targets(text: str | None) -> dict[Priority, timedelta]:
+    if text is None:
+        return TARGETS
+    out: dict[Priority, timedelta] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        key, _, value = item.partition("=")
+        match = _DURATION.fullmatch(value.strip())
+        try:
+            priority = Priority.parse(key.strip())
+        except ValidationError:
+            priority = None
+        if priority is None or match is None:
+            raise UserError(f"--targets: {item!r} is not like P1=4h (units m, h, d, w)")
+        out[priority] = timedelta(**{_UNITS[match[2]]: float(match[1])})
+    return out
+
+
+def _calendar(hours: str, tz: str) -> BusinessCalendar:
+    if hours.strip().lower() == "24x7":
+        return BusinessCalendar.always(tz=tz)
+    spec: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in hours.split(";"))):
+        days, sep, times = item.partition("=")
+        if not sep:
+            raise UserError(f"--hours: {item!r} is not like mon-fri=09:00-17:00")
+        spec[days.strip()] = times.strip()
+    return BusinessCalendar.weekly(spec, tz=tz)
+
+
+@contextmanager
+def open_store(url: str) -> Iterator[Any]:
+    """The store a URL names, closed afterwards."""
+    if url.startswith("sqlite:///"):
+        from itsmcore.storage import SQLiteStore  # noqa: PLC0415 - only the store asked for
+
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.parent.exists():
+            raise UserError(f"--store: no folder {path.parent} for {path.name}")
+        with SQLiteStore(path) as store:
+            yield store
+    elif url.startswith(("postgresql://", "postgres://")):
+        from itsmcore.storage import PostgresStore  # noqa: PLC0415
+
+        with PostgresStore(url) as store:
+            yield store
+    else:
+        raise UserError(
+            f"--store: {url!r} is not a store URL; use sqlite:///path.db or postgresql://..."
+        )
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _demo(args: argparse.Namespace, out: TextIO) -> None:
+    month = sample_month(seed=args.seed, incidents=args.incidents)
+    with _folder(args.folder) as folder:
+        path = folder / "desk.db"
+        if path.exists():
+            raise UserError(f"{path} exists already: give another --folder or remove it")
+        with open_store(f"sqlite:///{path}") as store, store.unit_of_work() as uow:
+            for incident in month.incidents:
+                uow.incidents.add(incident)
+            for problem in month.problems:
+                uow.problems.add(problem)
+            for change in month.changes:
+                uow.changes.add(change)
+            uow.commit()
+        out.write(f"A month of a service desk, {month.start:%d %b} to {month.end:%d %b %Y}, ")
+        out.write(f"stored in {path}\n")
+        counts = Counter(str(i.state) for i in month.incidents)
+        out.write(f"  {len(month.incidents)} incidents ({_counts(counts)}), ")
+        out.write(f"{len(month.problems)} problems, {len(month.changes)} changes\n\n")
+        _sla_table(month.incidents, month.end, out)
+        if args.folder is not None:
+            first = month.incidents[0].id
+            out.write(
+                f"\nNext: itsmcore sla explain {first} --store sqlite:///{path} "
+                f"--at {month.end.isoformat()}\n"
+            )
+
+
+@contextmanager
+def _folder(folder: Path | None) -> Iterator[Path]:
+    if folder is None:
+        with tempfile.TemporaryDirectory(prefix="itsmcore-demo-") as temporary:
+            yield Path(temporary)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
+
+
+def _counts(counts: Counter[str]) -> str:
+    return ", ".join(f"{n} {state}" for state, n in counts.most_common())
+
+
+def _sla_table(incidents: Sequence[Any], at: datetime, out: TextIO) -> None:
+    clocks = [
+        SLADefinition.incident_response(RESPONSE, OFFICE),
+        SLADefinition.incident_resolution(TARGETS, OFFICE),
+    ]
+    rows = evaluate_many(incidents, clocks, at=at, fields=("priority",))
+    out.write("SLA compliance by priority (business hours, Mon-Fri 08:00-18:00 Berlin)\n")
+    out.write(f"  {'priority':<14}{'clock':<22}{'target':>8}{'met':>6}{'breached':>10}")
+    out.write(f"{'running':>9}{'compliance':>12}\n")
+    table: dict[tuple[Priority, str], Counter[str]] = {}
+    for row in rows:
+        cell = table.setdefault((row["priority"], row["sla"]), Counter())
+        stage = row["stage"]
+        if row["breached"]:
+            cell["breached"] += 1
+        elif stage == "completed":
+            cell["met"] += 1
+        elif stage in {"in_progress", "paused"}:
+            cell["running"] += 1
+    for (priority, clock), cell in sorted(table.items()):
+        target = (RESPONSE if "response" in clock else TARGETS)[priority]
+        done = cell["met"] + cell["breached"]
+        share = f"{100 * cell['met'] / done:.1f} %" if done else "-"
+        out.write(f"  {priority!s:<14}{clock:<22}{_span(target):>8}{cell['met']:>6}")
+        out.write(f"{cell['breached']:>10}{cell['running']:>9}{share:>12}\n")
+
+
+def _explain(args: argparse.Namespace, out: TextIO) -> None:
+    calendar = _calendar(args.hours, args.tz)
+    targets = _targets(args.targets)
+    if args.clock == "response":
+        clock = SLADefinition.incident_response({p: t / 8 for p, t in targets.items()}, calendar)
+    else:
+        clock = SLADefinition.incident_resolution(targets, calendar)
+    at = args.at or datetime.now(UTC)
+    tz = zone(args.tz)
+    with open_store(args.store) as store, store.unit_of_work() as uow:
+        try:
+            record = uow.incidents.get(args.id)
+        except NotFoundError:
+            raise UserError(f"no incident {args.id!r} in {args.store}") from None
+    status = clock.evaluate(record, at=at)
+    out.write(f"{record.id} {record.title!r}, priority {record.priority}\n")
+    target = _span(status.target) if status.target is not None else "none"
+    out.write(f"{clock.name} clock, target {target} of business time ")
+    out.write(f"({args.hours} {args.tz}), read at {at.astimezone(tz):%Y-%m-%d %H:%M %Z}\n\n")
+    story = clock.explain(record, at=at)
+    if not story:
+        out.write("  the clock has not started\n")
+    for moment in story:
+        local = moment.at.astimezone(tz)
+        spent = _span(moment.business_elapsed)
+        out.write(f"  {local:%a %d %b %Y %H:%M}  {moment.what:<26} {spent:>12}\n")
+    state = status.stage.value.replace("_", " ") + (", breached" if status.breached else "")
+    out.write(f"\nnow: {state}; {_span(status.business_elapsed)} used")
+    running = status.stage.value == "in_progress" and status.remaining is not None
+    if running and status.remaining is not None and status.remaining > timedelta(0):
+        out.write(f", {_span(status.remaining)} left")
+        if status.due_at is not None:
+            out.write(f", due {status.due_at.astimezone(tz):%a %d %b %H:%M}")
+    out.write("\n")
+
+
+def _span(span: timedelta) -> str:
+    """``12 h 36 min``: business time as people read it."""
+    sign, span = ("-", -span) if span < timedelta(0) else ("", span)
+    minutes, seconds = divmod(round(span.total_seconds()), 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = [f"{hours} h" if hours else "", f"{minutes} min" if minutes else ""]
+    parts.append(f"{seconds} s" if seconds or not (hours or minutes) else "")
+    return sign + " ".join(p for p in parts if p)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
