@@ -369,6 +369,7 @@ class KnowledgeArticle(Commentable, Linkable, Editable):
         Raises:
             SegregationOfDutiesError: the reviewer named is the author.
         """
+        self._check("submit", at)  # the lifecycle first: there may be nothing to submit
         named = optional_label(reviewer, "reviewer")
         if named is not None:
             self._not_the_author(named, "review")
