@@ -352,7 +352,7 @@ class _Reopened:
             uow.incidents.add(
                 Incident.open(
                     id="INC1", title="VPN down", caller="mia", impact=1, urgency=1, at=T0, by="desk"
-                )  # fmt: skip
+                )
             )
             uow.commit()
         early.close()
