@@ -7,18 +7,29 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import pytest
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from itsmcore import InvalidTransitionError, SegregationOfDutiesError, ValidationError
+from itsmcore import (
+    Incident,
+    IncidentState,
+    InvalidTransitionError,
+    SegregationOfDutiesError,
+    ValidationError,
+)
 from itsmcore.knowledge import (
     KNOWLEDGE_WORKFLOW,
     ArticleState,
+    Deflections,
     KnowledgeArticle,
+    count_deflections,
     publish_revision,
+    resolve_with,
+    resolved_with,
 )
 from itsmcore.repository import RecordKind
-from itsmcore.testing import RecordKindContract, histories
+from itsmcore.testing import RecordKindContract, _ticket, histories
 from test_storage import InMemory, Postgres, SQLite
 
 T0 = datetime(2025, 3, 3, 9, tzinfo=UTC)
@@ -348,3 +359,136 @@ class TestArticlesInSQLite(SQLite, _Articles):
 
 class TestArticlesInPostgres(Postgres, _Articles):
     pass
+
+
+# --------------------------------------------------------------------------- deflection
+
+
+def logged(record_id: str = "INC1", **fields: Any) -> Incident:
+    spec = {"id": record_id, "title": "VPN cannot connect", "caller": "mia", "impact": 2,
+            "urgency": 2, "at": T0, "by": "desk"}  # fmt: skip
+    return Incident.open(**(spec | fields))
+
+
+def inc_later(i: Incident) -> datetime:
+    return i.updated_at + M
+
+
+def test_resolving_with_an_article_links_both_and_names_it() -> None:
+    kb = published(drafted())
+    incident = logged().start(at=T0 + M, by="sam")
+    resolved, kb = resolve_with(incident, kb, at=T0 + 9 * M, by="sam")
+    assert resolved.state is IncidentState.RESOLVED
+    assert resolved.knowledge == ("KB1",)
+    assert resolved.resolution_code == "solution_provided"
+    assert resolved.resolution_notes == "Resolved with KB1: VPN client cannot connect"
+    assert kb.incidents == ("INC1",)
+    assert [e.type for e in resolved.history[-2:]] == ["incident.linked", "incident.resolved"]
+    assert resolved_with(resolved) == ("KB1",)
+    # Linked already (the agent attached it while working): not linked twice.
+    again, kb = resolve_with(
+        logged("INC2").link(kind="knowledge", target="KB1", at=T0, by="sam"), kb,
+        code="workaround_provided", notes="Worked around", at=T0 + 9 * M, by="sam",
+    )  # fmt: skip
+    assert again.knowledge == ("KB1",)
+    assert (again.resolution_code, again.resolution_notes) == (
+        "workaround_provided",
+        "Worked around",
+    )
+    assert kb.incidents == ("INC1", "INC2")
+
+
+def test_resolving_with_an_article_is_refused_when_it_cannot_be_done() -> None:
+    draft = drafted()
+    incident = logged()
+    with pytest.raises(ValidationError, match="resolve with a published article"):
+        resolve_with(incident, draft, at=T0 + M, by="sam")
+    kb = published(draft)
+    canceled = incident.cancel(reason="duplicate", at=T0 + M, by="sam")
+    with pytest.raises(InvalidTransitionError):
+        resolve_with(canceled, kb, at=T0 + 9 * M, by="sam")
+    with pytest.raises(ValidationError, match="do not link to knowledge"):
+        resolve_with(_ticket("T1"), kb, at=T0 + 9 * M, by="sam")
+    with pytest.raises(ValidationError, match="resolution code"):
+        resolve_with(incident, kb, code="magic", at=T0 + 9 * M, by="sam")
+
+
+def test_what_counts_is_the_article_linked_when_it_was_resolved() -> None:
+    kb1 = published(drafted())
+    resolved, _ = resolve_with(logged(), kb1, at=T0 + 5 * M, by="sam")
+    assert resolved_with(resolved) == ("KB1",)
+    # Closed afterwards: still resolved with it.
+    assert resolved_with(resolved.close(at=T0 + 6 * M, by="sam")) == ("KB1",)
+    # Linked only after the resolution: not resolved with it.
+    plain = logged().resolve(code="solution_provided", notes="rebooted", at=T0 + 5 * M, by="sam")
+    late = plain.link(kind="knowledge", target="KB1", at=T0 + 6 * M, by="sam")
+    assert (late.knowledge, resolved_with(late)) == (("KB1",), ())
+    # Unlinked before the resolution: not resolved with it.
+    tried = logged().link(kind="knowledge", target="KB1", at=T0, by="sam")
+    tried = tried.unlink(kind="knowledge", target="KB1", at=T0 + 5 * M, by="sam")
+    tried = tried.resolve(code="solution_provided", notes="other fix", at=T0 + 6 * M, by="sam")
+    assert resolved_with(tried) == ()
+    # Reopened: not resolved now; resolved again with the article still linked: counts.
+    reopened = resolved.reopen(reason="back again", at=T0 + 6 * M, by="mia")
+    assert resolved_with(reopened) == ()
+    again = reopened.resolve(code="solution_provided", notes="same", at=T0 + 7 * M, by="sam")
+    assert resolved_with(again) == ("KB1",)
+    # Unlinked after the resolution: it was still resolved with it.
+    kept = resolved.unlink(kind="knowledge", target="KB1", at=T0 + 6 * M, by="sam")
+    assert resolved_with(kept) == ("KB1",)
+    # Canceled with an article linked: not a resolution.
+    dropped = logged().link(kind="knowledge", target="KB1", at=T0, by="sam")
+    assert resolved_with(dropped.cancel(reason="dup", at=T0 + 5 * M, by="sam")) == ()
+
+
+def test_counting_deflections_over_a_set_of_incidents() -> None:
+    kb1 = published(drafted())
+    kb2 = published(drafted(id="KB2", title="Printer jams", keywords=["printer"]))
+    one, kb1 = resolve_with(logged("INC1"), kb1, at=T0 + 5 * M, by="sam")
+    two, kb1 = resolve_with(logged("INC2"), kb1, at=T0 + 5 * M, by="sam")
+    three, kb2 = resolve_with(logged("INC3"), kb2, at=T0 + 5 * M, by="sam")
+    both = logged("INC4").link(kind="knowledge", target="KB2", at=T0, by="sam")
+    both, kb1 = resolve_with(both, kb1, at=T0 + 5 * M, by="sam")
+    plain = logged("INC5").resolve(code="user_error", notes="typo", at=T0 + 5 * M, by="sam")
+    active = logged("INC6")
+    report = count_deflections([one, two, three, both, plain, active])
+    assert report == Deflections(
+        incidents=6, resolved=5, deflected=4, rate=4 / 5,
+        by_article=(("KB1", 3), ("KB2", 2)),
+    )  # fmt: skip
+    only_kb2 = count_deflections([one, two, three, both, plain, active], articles=["KB2"])
+    assert (only_kb2.deflected, only_kb2.rate, only_kb2.by_article) == (2, 2 / 5, (("KB2", 2),))
+    assert count_deflections([]) == Deflections(0, 0, 0, 0.0, ())
+    assert count_deflections([active]).rate == 0.0
+
+
+KNOWLEDGE_LINKS = {
+    "link": lambda pick: {"kind": pick(["knowledge", "problem"]), "target": pick(["KB1", "KB2"])},
+    "unlink": lambda pick: {"kind": "knowledge", "target": pick(["KB1", "KB2"])},
+}
+
+
+@given(
+    st.lists(
+        histories(Incident, arguments=KNOWLEDGE_LINKS, max_events=14),
+        max_size=6,
+        unique_by=lambda i: i.id,
+    )
+)
+def test_deflections_are_read_as_the_record_was_at_its_resolution(
+    incidents: list[Incident],
+) -> None:
+    report = count_deflections(incidents)
+    assert 0 <= report.deflected <= report.resolved <= report.incidents == len(incidents)
+    assert 0.0 <= report.rate <= 1.0
+    for incident in incidents:
+        # The oracle: the record itself, as it was after the last move into a met state.
+        steps = incident.timeline()
+        met = incident.workflow.tagged("met")
+        expected: tuple[str, ...] = ()
+        if incident.state in met:
+            for k, (_, snapshot) in enumerate(steps):
+                if snapshot.state in met and (k == 0 or steps[k - 1][1].state not in met):
+                    expected = snapshot.knowledge
+        assert resolved_with(incident) == expected
+    assert sum(n for _, n in report.by_article) == sum(len(resolved_with(i)) for i in incidents)

@@ -510,7 +510,7 @@ def suggest(
 
 
 def _knowledge_links(record: Linkable) -> str:
-    field = record.link_fields.get(_KNOWLEDGE)
+    field = getattr(record, "link_fields", {}).get(_KNOWLEDGE)
     if field is None:
         raise ValidationError(f"{type(record).__name__} records do not link to knowledge")
     return field
