@@ -510,7 +510,8 @@ def suggest(
 
 
 def _knowledge_links(record: Linkable) -> str:
-    field = getattr(record, "link_fields", {}).get(_KNOWLEDGE)
+    links: Mapping[str, str] = getattr(record, "link_fields", {})
+    field = links.get(_KNOWLEDGE)
     if field is None:
         raise ValidationError(f"{type(record).__name__} records do not link to knowledge")
     return field
