@@ -56,6 +56,7 @@ __all__ = [
     "ArticleState",
     "Deflections",
     "KnowledgeArticle",
+    "Searchable",
     "count_deflections",
     "publish_revision",
     "resolve_with",
