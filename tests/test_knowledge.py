@@ -175,6 +175,15 @@ def test_revisions_are_refused_where_they_make_no_sense() -> None:
         publish_revision(revision, live, at=later(revision), by="kim")
 
 
+def test_two_revisions_of_one_version_cannot_both_be_published() -> None:
+    live = published(drafted())
+    first = in_review(live.revise(id="KB2", at=later(live), by="kim"))
+    second = in_review(live.revise(id="KB3", at=later(live), by="kim"))
+    new, old = publish_revision(first, live, at=later(second), by=REVIEWER)
+    with pytest.raises(ValidationError, match="superseded by KB2 already"):
+        publish_revision(second, old, at=later(new), by=REVIEWER)
+
+
 def test_a_revision_whose_predecessor_is_already_retired_still_publishes() -> None:
     live = published(drafted())
     revision = in_review(live.revise(id="KB2", at=later(live), by="kim"))

@@ -443,12 +443,19 @@ def publish_revision(
     is. Returns ``(published revision, current)``.
 
     Raises:
-        ValidationError: ``revision`` does not replace ``current``.
+        ValidationError: ``revision`` does not replace ``current``, or another version
+            superseded ``current`` already (two revisions drafted side by side: the second
+            is revised from the first instead, so one version is published at a time).
         SegregationOfDutiesError: ``by`` wrote the revision.
     """
     if revision.replaces != current.id:
         raise ValidationError(
             f"{revision.id} replaces {revision.replaces or 'no article'}, not {current.id}"
+        )
+    if current.superseded_by not in (None, revision.id):
+        raise ValidationError(
+            f"{current.id} was superseded by {current.superseded_by} already: revise that "
+            "version instead"
         )
     published = revision.publish(at=at, by=by)
     if current.state == _PUBLISHED:
