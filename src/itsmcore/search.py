@@ -105,7 +105,9 @@ class Document:
 
 @attrs.frozen
 class _Entry:
-    counts: tuple[Counter[str], ...]
+    weighted: dict[str, float]
+    """Per word, its count in each column times the column's weight, summed: what FTS5
+    adds up per match. The weights are whole numbers, so the sums are exact."""
     length: int
 
 
@@ -136,11 +138,15 @@ class Bm25Index:
     def put(self, key: Hashable, document: Document) -> None:
         """Index ``document`` under ``key``, replacing what was indexed there."""
         self.remove(key)
-        counts = tuple(Counter(column) for column in document.columns())
-        entry = _Entry(counts, sum(c.total() for c in counts))
+        columns = document.columns()
+        weighted: dict[str, float] = {}
+        for weight, column in zip(WEIGHTS, columns, strict=True):
+            for word, count in Counter(column).items():
+                weighted[word] = weighted.get(word, 0.0) + weight * count
+        entry = _Entry(weighted, sum(map(len, columns)))
         self._entries[key] = entry
         self._tokens += entry.length
-        for word in set().union(*counts):
+        for word in entry.weighted:
             holders = self._postings.get(word)
             if holders is None:
                 holders = self._postings[word] = set()
@@ -153,7 +159,7 @@ class Bm25Index:
         if entry is None:
             return
         self._tokens -= entry.length
-        for word in set().union(*entry.counts):
+        for word in entry.weighted:
             holders = self._postings[word]
             holders.discard(key)
             if not holders:
@@ -188,14 +194,11 @@ class Bm25Index:
             idf = math.log((rows - hits + 0.5) / (hits + 0.5))
             if idf <= 0.0:
                 idf = _MIN_IDF
+            entries = self._entries
             for key in holders:
-                entry = self._entries[key]
-                freq = sum(
-                    weight * sum(counts[w] for w in matched)
-                    for weight, counts in zip(WEIGHTS, entry.counts, strict=True)
-                )
-                if not freq:
-                    continue
+                entry = entries[key]
+                weighted = entry.weighted
+                freq = sum(weighted.get(w, 0.0) for w in matched)
                 # FTS5's expression, operation for operation, so the two agree to the bit.
                 norm = _K1 * (1 - _B + _B * entry.length / average)
                 scores[key] = scores.get(key, 0.0) + idf * ((freq * (_K1 + 1.0)) / (freq + norm))
