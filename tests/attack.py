@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from itsmcore import (
     StoreBusyError,
     TransientError,
 )
+from itsmcore.knowledge import KnowledgeArticle, suggest
 from itsmcore.storage import InMemoryStore, PostgresStore, SQLiteStore
 from postgres_server import PostgresServer
 
@@ -82,6 +84,31 @@ def _find(**filters: Any) -> object:
 def _get(record_id: Any) -> object:
     with MEMORY.unit_of_work() as uow:
         return uow.incidents.get(record_id)
+
+
+def _article() -> KnowledgeArticle:
+    return KnowledgeArticle.open(id="KB1", title="VPN cannot connect", keywords=["vpn"],
+                                 body="Renew the certificate.", at=T0, by="amy")  # fmt: skip
+
+
+@cache
+def _searchable(name: str) -> InMemoryStore | SQLiteStore:
+    """A store holding one published article, so every search runs its full query."""
+    store = InMemoryStore() if name == "memory" else SQLiteStore(Path(tempfile.mkdtemp()) / "kb.db")
+    with store.unit_of_work() as uow:
+        uow.knowledge.add(_article().submit(at=T0, by="amy").publish(at=T0, by="bob"))
+        uow.commit()
+    return store
+
+
+def _search(name: str, text: Any = "vpn cannot connect", **options: Any) -> object:
+    with _searchable(name).unit_of_work() as uow:
+        return uow.knowledge.search(text, **options)
+
+
+def _suggest(value: Any) -> object:
+    with _searchable("memory").unit_of_work() as uow:
+        return suggest(uow.knowledge, value)
 
 
 def _incident() -> Incident:
@@ -141,6 +168,16 @@ FUZZ_CALLS: dict[str, Callable[[Any], object]] = {
     "store.find(descending)": lambda v: _find(descending=v),
     "store.find(after)": lambda v: _find(after=v),
     "store.get(id)": _get,
+    "store.search(text)": lambda v: _search("memory", v),
+    "store.search(text) sqlite": lambda v: _search("sqlite", v),
+    "store.search(limit)": lambda v: _search("memory", limit=v),
+    "store.search(service)": lambda v: _search("sqlite", service=v),
+    "knowledge.suggest": _suggest,
+    "knowledge.open(keywords)": lambda v: KnowledgeArticle.open(
+        id="KB1", title="t", body="b", keywords=v, at=T0, by="amy"
+    ),
+    "knowledge.submit(reviewer)": lambda v: _article().submit(reviewer=v, at=T0, by="amy"),
+    "knowledge.publish(by)": lambda v: _article().submit(at=T0, by="amy").publish(at=T0, by=v),
     "priority.parse": Priority.parse,
     "matrix.priority": lambda v: PriorityMatrix.itil_default().priority(v, 1),
 }

@@ -25,6 +25,7 @@ from itsmcore.incident import (
     IncidentState,
     ResolutionCode,
 )
+from itsmcore.knowledge import ArticleState, KnowledgeArticle
 from itsmcore.priority import Impact, Level, Priority, PriorityMatrix, Urgency
 from itsmcore.problem import KnownError, Problem, ProblemState
 from itsmcore.service import BusinessService, ConfigurationItem, Relationship, ServiceModel
@@ -32,6 +33,7 @@ from itsmcore.sla import SLADefinition, SLAStage, SLAStatus
 from itsmcore.workflow import Transition, Workflow
 
 __all__ = [
+    "ArticleState",
     "BusinessCalendar",
     "BusinessService",
     "Change",
@@ -52,6 +54,7 @@ __all__ = [
     "IncidentState",
     "InvalidTransitionError",
     "ItsmError",
+    "KnowledgeArticle",
     "KnownError",
     "Level",
     "ManualClock",

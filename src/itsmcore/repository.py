@@ -27,8 +27,10 @@ from itsmcore.cmdb import CIRecord, RelationshipRecord, ServiceRecord
 from itsmcore.errors import DefinitionError, ValidationError
 from itsmcore.events import Event
 from itsmcore.incident import Incident
+from itsmcore.knowledge import KnowledgeArticle
 from itsmcore.problem import Problem
 from itsmcore.record import Column
+from itsmcore.search import Document
 
 __all__ = [
     "Query",
@@ -45,6 +47,11 @@ _PAGING: Final = frozenset({"order_by", "descending", "limit", "offset"})
 _MAX_INT: Final = 2**63 - 1
 
 
+def _search_document(kind: RecordKind[Any]) -> Callable[[Any], Document | None] | None:
+    """A kind's default ``document``: its class's ``search_document`` method, if any."""
+    return getattr(kind.cls, "search_document", None)
+
+
 @attrs.frozen
 class RecordKind(Generic[R]):
     """How a record type is stored: its name on the unit of work, rebuilding, columns.
@@ -53,7 +60,9 @@ class RecordKind(Generic[R]):
     record from its events (the class's own ``replay`` by default, which finds the workflow
     the record was opened with); ``columns`` are the indexed columns (the class's
     ``indexed`` by default). ``order_by`` is ``find``'s default order: the first range
-    column (e.g. ``opened_at``), else the id.
+    column (e.g. ``opened_at``), else the id. ``document`` makes the kind searchable: what
+    a record reads as to search, or ``None`` while it is not to be found (the class's
+    ``search_document`` method by default, if it has one).
     """
 
     name: str
@@ -64,6 +73,10 @@ class RecordKind(Generic[R]):
     """Record numbers' prefix (the class's ``number_prefix``, else the kind's name)."""
     width: int = 7
     """Record numbers' digits: ``INC0000001``."""
+    document: Callable[[R], Document | None] | None = attrs.field(
+        default=attrs.Factory(_search_document, takes_self=True),
+        kw_only=True,
+    )
     _filters: dict[str, tuple[Column, str]] = attrs.field(
         init=False, eq=False, repr=False, hash=False
     )
@@ -256,6 +269,7 @@ def kinds() -> tuple[RecordKind[Any], ...]:
 register(RecordKind("incidents", Incident))
 register(RecordKind("problems", Problem))
 register(RecordKind("changes", Change))
+register(RecordKind("knowledge", KnowledgeArticle))
 register(RecordKind("cis", CIRecord))
 register(RecordKind("services", ServiceRecord))
 register(RecordKind("relationships", RelationshipRecord))
@@ -351,6 +365,14 @@ class Repository(Protocol[R]):
         """The stored events of a record, oldest first."""
         ...
 
+    def search(self, text: str, *, limit: int = 10, **scope: Any) -> list[R]:
+        """Committed records of a searchable kind matching ``text``, best first.
+
+        ``scope`` narrows by indexed text columns: ``service="vpn"`` keeps the records for
+        that service and those for none. See :mod:`itsmcore.search` for how text matches.
+        """
+        ...
+
     def new_id(self) -> str:
         """The next record number of this kind (``INC0000001``, ``INC0000002`` …).
 
@@ -370,6 +392,7 @@ class UnitOfWork(Protocol):
 
     incidents: Repository[Incident]
     problems: Repository[Problem]
+    knowledge: Repository[KnowledgeArticle]
 
     def repository(self, cls: type[R]) -> Repository[R]:
         """The repository of the kind registered for records of class ``cls``."""

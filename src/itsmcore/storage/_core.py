@@ -30,11 +30,13 @@ from itsmcore.errors import (
 from itsmcore.record import MAX_LABEL
 from itsmcore.repository import Query, RecordKind, kind_map
 from itsmcore.serialization import event_data, event_from_data
+from itsmcore.storage._search import text_query
 
 if TYPE_CHECKING:
     from itsmcore.events import Event
     from itsmcore.record import Column
     from itsmcore.repository import Repository
+    from itsmcore.search import Document
 
 R = TypeVar("R")
 
@@ -91,6 +93,10 @@ class RecordWrite(NamedTuple):
     columns: dict[str, object]
     stored: dict[str, object] | None = None
     """The columns the stored row holds at ``base``, when known (the record was loaded)."""
+    searchable: bool = False
+    """Whether the kind is searchable: the store keeps its search entry in step."""
+    document: Document | None = None
+    """What search finds the record by now; ``None``: it is not to be found."""
 
     def changed_columns(self) -> list[str]:
         """The columns to write: all of them unless the stored ones are known.
@@ -133,6 +139,9 @@ class Session(Protocol):
     def close(self) -> None:
         """Release the connection."""
         ...
+
+    # A session that can search also has ``search(kind, query: TextQuery) -> list[str]``
+    # (ids, best first), and keeps each searchable ``RecordWrite``'s entry in ``write``.
 
 
 # --------------------------------------------------------------------------- SQL
@@ -618,6 +627,27 @@ class _Repository:
             out.append(record)
         return out
 
+    def search(self, text: str, *, limit: int = 10, **scope: Any) -> list[Any]:
+        self._uow.check_open()
+        query = text_query(self._kind, text, limit, scope)
+        session = self._uow.session
+        search = getattr(session, "search", None)
+        if search is None:
+            raise ValidationError(f"{type(session).__name__} keeps no search index")
+        if not query.terms:
+            return []
+        ids = search(self._kind.name, query)
+        rows = session.load_many(self._kind.name, ids)
+        document = self._kind.document
+        assert document is not None  # noqa: S101 - text_query checked it
+        out = []
+        for record_id in ids:
+            if rows.get(record_id):
+                record = self._rebuild(record_id, rows[record_id])
+                if document(record) is not None:  # unless retired since the index was read
+                    out.append(record)
+        return out
+
     def new_id(self) -> str:
         self._uow.check_open()
         return self._kind.number(self._uow.session.next_number(self._kind.name))
@@ -715,6 +745,7 @@ class UnitOfWorkBase:
             new = record.history[base:]
             rows = [encode(base + k, e) for k, e in enumerate(new, start=1)]
             to_columns = self._kinds[kind].values
+            document = self._kinds[kind].document
             prior = self.loaded.get((kind, record_id))
             stored = (
                 to_columns(prior) if base and prior is not None and prior.version == base else None
@@ -726,7 +757,10 @@ class UnitOfWorkBase:
                         f"{kind} {record_id!r}: {name} is {len(value):,} characters long; "
                         f"indexed fields hold at most {MAX_LABEL}"
                     )
-            changes.append(RecordWrite(kind, record_id, base, rows, columns, stored))
+            write = RecordWrite(kind, record_id, base, rows, columns, stored)
+            if document is not None:  # a searchable kind: its entry follows the record
+                write = write._replace(searchable=True, document=document(record))
+            changes.append(write)
         if changes:
             # One order for every unit of work, so two writing overlapping records lock them
             # in the same order and cannot deadlock each other.

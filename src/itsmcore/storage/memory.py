@@ -10,12 +10,15 @@ import threading
 from typing import TYPE_CHECKING, Any, Self
 
 from itsmcore.repository import kind_map
+from itsmcore.search import Bm25Index
 from itsmcore.storage._core import EventRow, RecordWrite, UnitOfWorkBase, conflict
+from itsmcore.storage._search import index_memory, search_memory
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from itsmcore.repository import Query, RecordKind, UnitOfWork
+    from itsmcore.storage._search import TextQuery
 
 __all__ = ["InMemoryStore"]
 
@@ -42,6 +45,7 @@ class InMemoryStore:
         self._events: dict[tuple[str, str], list[EventRow]] = {}
         self._columns: dict[tuple[str, str], dict[str, object]] = {}
         self._numbers: dict[str, int] = {}
+        self._search = Bm25Index()
 
     def close(self) -> None:
         """Nothing to release; here so every store can be closed alike."""
@@ -85,6 +89,10 @@ class _MemorySession:
         end = None if query.limit is None else query.offset + query.limit
         return [record_id for record_id, _ in rows[query.offset : end]]
 
+    def search(self, kind: str, query: TextQuery) -> list[str]:
+        with self._store._lock:  # noqa: SLF001
+            return search_memory(self._store._search, self._store._columns, kind, query)  # noqa: SLF001
+
     def next_number(self, kind: str) -> int:
         store = self._store
         with store._lock:  # noqa: SLF001
@@ -102,6 +110,8 @@ class _MemorySession:
                 key = (change.kind, change.record_id)
                 store._events.setdefault(key, []).extend(change.events)  # noqa: SLF001
                 store._columns[key] = dict(change.columns)  # noqa: SLF001
+                if change.searchable:
+                    index_memory(store._search, change)  # noqa: SLF001
 
     def close(self) -> None:
         pass

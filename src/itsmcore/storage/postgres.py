@@ -27,6 +27,7 @@ from itsmcore.storage._core import (
     select_ids,
     update_record,
 )
+from itsmcore.storage._search import index_postgres, postgres_tables, search_postgres
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
     from itsmcore.record import Column
     from itsmcore.repository import Query, RecordKind, UnitOfWork
+    from itsmcore.storage._search import TextQuery
 
 __all__ = ["PostgresStore"]
 
@@ -155,6 +157,7 @@ def _add_columns(conn: psycopg.Connection[Any], served: Sequence[RecordKind[Any]
     )
     existing = {name: _PG_TYPES.get(kind, kind) for name, kind in info}
     fit_columns(conn.execute, existing, served, mark="%s", events_sql=_EVENTS, ddl_type=_ddl)
+    postgres_tables(conn.execute, served)
 
 
 def _ddl(column: Column) -> str:
@@ -237,6 +240,13 @@ class _PostgresSession:
             )
         )
 
+    def search(self, kind: str, query: TextQuery) -> list[str]:
+        return self._call(
+            lambda conn: search_postgres(
+                lambda sql, params: conn.execute(sql, params).fetchall(), kind, query
+            )
+        )
+
     def next_number(self, kind: str) -> int:
         return self._call(lambda conn: _next_number(conn, kind))
 
@@ -286,6 +296,8 @@ def _write(conn: psycopg.Connection[Any], changes: Sequence[RecordWrite]) -> Non
             if not written:
                 sql, params = update_record(change, version, "%s")
                 conn.execute(sql, params)
+            if change.searchable:
+                index_postgres(conn.execute, change)
 
 
 def _translate(exc: BaseException) -> BaseException:

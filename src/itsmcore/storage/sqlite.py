@@ -28,6 +28,7 @@ from itsmcore.storage._core import (
     select_ids,
     update_record,
 )
+from itsmcore.storage._search import index_sqlite, search_sqlite, sqlite_tables
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
     from itsmcore.record import Column
     from itsmcore.repository import Query, RecordKind, UnitOfWork
+    from itsmcore.storage._search import TextQuery
 
 __all__ = ["SQLiteStore"]
 
@@ -168,6 +170,7 @@ def _add_columns(conn: sqlite3.Connection, served: Sequence[RecordKind[Any]]) ->
     info = conn.execute("PRAGMA table_info(itsm_records)")
     existing = {row[1]: str(row[2]).upper() for row in info}
     fit_columns(conn.execute, existing, served, mark="?", events_sql=_EVENTS, ddl_type=_ddl)
+    sqlite_tables(conn.execute, served)
 
 
 def _ddl(column: Column) -> str:
@@ -236,6 +239,9 @@ class _SQLiteSession:
             lambda sql, params: conn.execute(sql, params).fetchall(), kind, query, "?", arrays=False
         )
 
+    def search(self, kind: str, query: TextQuery) -> list[str]:
+        return search_sqlite(self._conn.execute, kind, query)
+
     def next_number(self, kind: str) -> int:
         conn = self._conn
         try:
@@ -283,6 +289,8 @@ class _SQLiteSession:
                 else:
                     sql, params = update_record(change, version, "?")
                 conn.execute(sql, params)
+                if change.searchable:
+                    index_sqlite(conn.execute, change)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
