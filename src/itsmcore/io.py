@@ -32,6 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, tzinfo
 from enum import StrEnum
+from itertools import groupby, repeat
 from operator import itemgetter
 from os import PathLike, fspath
 from pathlib import Path
@@ -49,6 +50,7 @@ from itsmcore.incident import (
     Incident,
     IncidentClosed,
     IncidentHeld,
+    IncidentOpened,
     IncidentResolved,
     IncidentResumed,
     IncidentStarted,
@@ -358,21 +360,55 @@ def _read_text(source: str | PathLike[str] | TextIO, member: str | None) -> str:
     return text.removeprefix("\ufeff")
 
 
-def _records(text: str) -> Iterator[tuple[int, list[str]]]:
-    """``(line, fields)`` of every non-blank record, the header first.
+def _table(text: str) -> tuple[list[str], list[int], _Columns, list[RejectedRow]]:
+    """The header, and the data rows' lines and columns; rows of the wrong width rejected.
 
-    Text without a quote or a carriage return is split directly (what the csv module would
-    read, at a third of its cost on the UCI log); any other goes through the csv module.
+    Text without a quote or a carriage return is what the csv module would read as plain
+    comma-separated lines: it is split in one call and cut into columns by slicing, at a
+    fifth of the cost of splitting line by line and transposing (most of what reading the
+    UCI log cost). Any other text goes through the csv module.
     """
     if '"' not in text and "\r" not in text:
-        for line, row in enumerate(text.split("\n"), 1):
-            if row:
-                yield line, row.split(",")
-        return
+        lines = text.split("\n")
+        header = lines[0].split(",")
+        width = len(header)
+        commas = list(map(str.count, lines, repeat(",", len(lines))))
+        numbers = list(range(1, len(lines) + 1))
+        rejected = []
+        if commas.count(width - 1) != len(lines):
+            keep = [i for i, n in enumerate(commas) if n == width - 1]
+            rejected = [
+                RejectedRow(i + 1, f"{n + 1} fields where the header has {width}")
+                for i, n in enumerate(commas)
+                if n != width - 1 and lines[i]
+            ]
+            lines = [lines[i] for i in keep]
+            numbers = [numbers[i] for i in keep]
+        cells = ",".join(lines[1:]).split(",") if len(lines) > 1 else []
+        return header, numbers[1:], _Columns(cells, width), rejected
     reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, [])
+    width = len(header)
+    numbers, rows, rejected = [], [], []
     for row in reader:
-        if row:
-            yield reader.line_num, row
+        if len(row) == width:
+            numbers.append(reader.line_num)
+            rows.append(row)
+        elif row:
+            rejected.append(
+                RejectedRow(reader.line_num, f"{len(row)} fields where the header has {width}")
+            )
+    return header, numbers, _Columns([cell for row in rows for cell in row], width), rejected
+
+
+class _Columns:
+    """The columns of a table kept as one flat list of cells, each cut out when read."""
+
+    def __init__(self, cells: list[str], width: int) -> None:
+        self._cells, self._width = cells, width
+
+    def __getitem__(self, k: int) -> list[str]:
+        return self._cells[k :: self._width]
 
 
 def _time_reader(time_format: str | None, tz: tzinfo) -> Callable[[str], datetime]:
@@ -416,11 +452,11 @@ def _level_reader(scale: type[Level]) -> Callable[[str], Level]:
     return read
 
 
-_FIELDS: Final = (
+_TEXTS: Final = (
     "updated_by", "group", "assignee", "title", "caller", "category", "subcategory", "ci",
-    "resolution_code", "sequence", "reopen_count", "reassignment_count", "opened_by", "channel",
+    "resolution_code",
 )  # fmt: skip
-"""The text columns, read as they are (empty values as ``None``)."""
+"""The text columns of a row, read as they are (empty values as ``None``)."""
 
 
 @attrs.define
@@ -428,39 +464,40 @@ class _Parsed:
     rows: int = 0
     rejected: list[RejectedRow] = attrs.Factory(list)
     incidents: dict[str, list[tuple[Any, ...]]] = attrs.Factory(dict)
-    """Per incident id, its rows: ``(line, at, opened_at, state label, target, hold reason,
-    impact, urgency, priority, *the _FIELDS)``."""
+    """Per incident id, its rows: ``(id, line, at, state label, (target, hold reason),
+    impact, urgency, priority, sequence, *the _TEXTS)``."""
+    openings: dict[str, tuple[datetime | None, str | None, str | None]] = attrs.Factory(dict)
+    """Per incident id: opened at, opened by, channel (of its first row)."""
+    counts: dict[str, tuple[int, int | None, int | None]] = attrs.Factory(dict)
+    """Per incident id: the line, reopen count and reassignment count of its last row."""
     cells: Counter[tuple[Level, Level, Priority]] = attrs.Factory(Counter)
     codes: set[str] = attrs.Factory(set)
     channels: set[str] = attrs.Factory(set)
 
 
-def _column_of(values: Iterable[str], read: Callable[[str], Any]) -> tuple[list[Any], dict[str, str]]:
-    """Each value read (``None`` where it cannot be), and why the unreadable ones are not.
-
-    Exports repeat their values (the UCI log has 53,165 distinct times in 425,136 cells),
-    so each distinct value is read once and the column is mapped at C speed.
-    """
-    values = list(values)
-    known: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    for value in set(values):
-        try:
-            known[value] = read(value)
-        except ItsmError as exc:
-            errors[value] = str(exc)
-    return list(map(known.get, values)), errors
+def _count_or_none(value: str, empty: Mapping[str, None]) -> int | None:
+    return None if value in empty or not value.strip().isdigit() else int(value)
 
 
-def _parse(
+def _count(value: str) -> int:
+    if not value.strip().isdigit():
+        raise ValidationError(f"{value!r} is not a count")
+    return int(value)
+
+
+def _parse(  # noqa: C901, PLR0915
     text: str, mapping: LogMapping, tz: tzinfo, scales: tuple[type[Level], type[Level]]
 ) -> _Parsed:
-    """Read the log column by column, rejecting rows that cannot be read."""
-    records = _records(text)
-    header_line = next(records, None)
-    if header_line is None:
+    """Read the log column by column, rejecting the rows that cannot be read.
+
+    Exports repeat their values (the UCI log has 53,165 distinct times in 283,424 time
+    cells), so each distinct value of a column is read once and the column is mapped
+    through the results at C speed.
+    """
+    header, lines, columns, rejected = _table(text)
+    header = [name.strip() for name in header]
+    if not header or header == [""]:
         raise ValidationError("the log is empty: no header row")
-    header = [name.strip() for name in header_line[1]]
     position = {name: i for i, name in enumerate(header)}
     wanted = mapping.columns()
     missing = sorted({c for c in wanted.values() if c not in position})
@@ -469,29 +506,22 @@ def _parse(
             f"the log has no column {', '.join(map(repr, missing))}; its columns: "
             f"{', '.join(header)}"
         )
-    out = _Parsed()
-    width = len(header)
-    lines: list[int] = []
-    rows: list[list[str]] = []
-    for line, fields in records:
-        if len(fields) == width:
-            lines.append(line)
-            rows.append(fields)
-        else:
-            out.rejected.append(
-                RejectedRow(line, f"{len(fields)} fields where the header has {width}")
-            )
-    out.rows = len(rows) + len(out.rejected)
-    if not rows:
-        return out
-    columns = list(zip(*rows, strict=True))
-    del rows
+    out = _Parsed(rejected=rejected)
     count = len(lines)
-    blank = ("",) * count
+    out.rows = count + len(rejected)
+    if not count:
+        return out
+    blank = [""] * count
+    cut: dict[str, list[str]] = {}
 
-    def column(name: str) -> tuple[str, ...]:
+    def column(name: str) -> list[str]:
         header_name = wanted.get(name)
-        return blank if header_name is None else columns[position[header_name]]
+        if header_name is None:
+            return blank
+        found = cut.get(header_name)
+        if found is None:
+            found = cut[header_name] = columns[position[header_name]]
+        return found
 
     empty = dict.fromkeys(mapping.empty | {""})
     reasons: dict[int, str] = {}
@@ -500,59 +530,99 @@ def _parse(
         name: str, reader: Callable[[str], Any], default: Any = None, *, required: bool = False
     ) -> list[Any]:
         raw = column(name)
-        values, errors = _column_of(raw, reader)
-        if errors.keys() - empty.keys() or required:
+        known: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        for value in set(raw):
+            if value in empty:
+                if required:
+                    errors[value] = "no value"
+                known[value] = default
+                continue
+            try:
+                known[value] = reader(value)
+            except ItsmError as exc:
+                errors[value] = str(exc)
+                known[value] = None
+        if errors:
             for i, value in enumerate(raw):
-                if value in empty:
-                    if required:
-                        reasons.setdefault(i, f"{wanted[name]}: no value")
-                elif value in errors:
+                if value in errors:
                     reasons.setdefault(i, f"{wanted[name]}: {errors[value]}")
-        return [default if v in empty else got for v, got in zip(raw, values, strict=True)]
+        return list(map(known.__getitem__, raw))
 
     ids = column("id")
-    for i, key in enumerate(ids):
-        if key in empty:
-            reasons[i] = f"{mapping.id}: no incident id"
+    if "" in empty and any(key in empty for key in set(ids)):
+        for i, key in enumerate(ids):
+            if key in empty:
+                reasons.setdefault(i, f"{mapping.id}: no incident id")
     states = {label: (target, mapping.hold_reasons.get(label) if target is _HOLD else None)
               for label, target in mapping.states.items()}  # fmt: skip
-    known = ", ".join(map(repr, states))
+    known_states = ", ".join(map(repr, states))
 
     def state(label: str) -> tuple[IncidentState | None, str | None]:
         found = states.get(label)
         if found is None:
-            raise ValidationError(f"unknown state {label!r}; the mapping knows {known}")
+            raise ValidationError(f"unknown state {label!r}; the mapping knows {known_states}")
         return found
 
     targets = read("state", state, required=True)
     at_of = _time_reader(mapping.time_format, tz)
     updated = read("updated_at", at_of, required=True)
-    opened = read("opened_at", at_of) if mapping.opened_at else updated
     impact_of, urgency_of = _level_reader(scales[0]), _level_reader(scales[1])
     impacts = read("impact", impact_of, impact_of("2"))
     urgencies = read("urgency", urgency_of, urgency_of("2"))
     priorities = read("priority", _level_reader(Priority))
-    texts = [list(map(empty.get, column(name), column(name))) for name in _FIELDS]
-    labels = column("state")
-    table = list(zip(lines, updated, opened, labels, targets, impacts, urgencies, priorities,
-                     *texts, strict=True))  # fmt: skip
-    incidents = out.incidents
-    for i, key in enumerate(ids):
-        if i in reasons:
+    sequence = read("sequence", _count)
+    texts = [list(map(empty.get, column(name), column(name))) for name in _TEXTS]
+    table = list(zip(ids, lines, updated, column("state"), targets, impacts, urgencies,
+                     priorities, sequence, *texts, strict=True))  # fmt: skip
+    if reasons:
+        for i in sorted(reasons):
+            key = ids[i]
             out.rejected.append(RejectedRow(lines[i], reasons[i], None if key in empty else key))
-            continue
+        kept = [i for i in range(count) if i not in reasons]
+        table = [table[i] for i in kept]
+    else:
+        kept = range(count)  # type: ignore[assignment]
+    incidents, openings, counts = out.incidents, out.openings, out.counts
+    for key, run in groupby(table, key=itemgetter(0)):  # a run of one incident's rows
         found = incidents.get(key)
         if found is None:
-            incidents[key] = [table[i]]
+            incidents[key] = list(run)
         else:
-            found.append(table[i])
-    kept = [i for i in range(count) if i not in reasons] if reasons else range(count)
-    out.cells.update(
-        (impacts[i], urgencies[i], priorities[i]) for i in kept if priorities[i] is not None
-    )
-    codes = texts[_FIELDS.index("resolution_code")]
-    out.codes.update(code for code in (codes[i] for i in kept) if code is not None)
-    out.channels.update(rows[0][-1] for rows in incidents.values() if rows[0][-1] is not None)
+            found.extend(run)
+    # What only an incident's first or last row says is read for those rows alone.
+    index_of = {line: i for i, line in enumerate(lines)}
+    opened_at, opened_by, channel = column("opened_at"), column("opened_by"), column("channel")
+    reopens, reassigns = column("reopen_count"), column("reassignment_count")
+    for key in list(incidents):
+        rows = incidents[key]
+        while rows:
+            first = index_of[rows[0][1]]
+            try:
+                at = None if opened_at[first] in empty else at_of(opened_at[first])
+            except ItsmError as exc:
+                out.rejected.append(RejectedRow(lines[first], f"{mapping.opened_at}: {exc}", key))
+                del rows[0]
+                continue
+            openings[key] = (at, empty.get(opened_by[first], opened_by[first]),
+                             empty.get(channel[first], channel[first]))  # fmt: skip
+            break
+        if not rows:
+            del incidents[key]
+            continue
+        last = index_of[rows[-1][1]]
+        counts[key] = (lines[last], _count_or_none(reopens[last], empty),
+                       _count_or_none(reassigns[last], empty))  # fmt: skip
+    if reasons:
+        out.cells.update((r[5], r[6], r[7]) for rows in incidents.values() for r in rows)
+    else:
+        out.cells.update(zip(impacts, urgencies, priorities))
+    for cell in [c for c in out.cells if None in c]:
+        del out.cells[cell]
+    codes = texts[_TEXTS.index("resolution_code")]
+    out.codes.update(codes[i] for i in kept)
+    out.codes.discard(None)  # type: ignore[arg-type]
+    out.channels.update(o[2] for o in openings.values() if o[2] is not None)
     return out
 
 
@@ -664,13 +734,13 @@ class _Events:
     so far. The import's tests check that both builders give equal incidents.
     """
 
-    def __init__(self, opened: Incident, makers: _Makers) -> None:
-        self.events: list[Event] = [opened.history[0]]
-        self.state: str = opened.state
-        self.last = opened.opened_at
+    def __init__(self, opening: Event, makers: _Makers) -> None:
+        self.events: list[Event] = [opening]
+        self.state: str = opening.state
+        self.last = opening.at
         self.count = 1
         self.makers = makers
-        self.stand = _Stand(opened.state)
+        self.stand = _Stand(opening.state)
 
     def fire(self, trigger: str, at: datetime, by: str, args: dict[str, Any]) -> None:
         makers = self.makers
@@ -769,6 +839,28 @@ class _Makers:
             "assign": assigned_, "reprioritize": reprioritized_,
         }  # fmt: skip
 
+    def opening(
+        self, key: str, title: str, caller: str, channel: str, category: str | None,
+        subcategory: str | None, ci: str | None, group: str | None, assignee: str | None,
+        impact: Level, urgency: Level, priority: Priority | None, at: datetime, by: str,
+    ) -> Event:  # fmt: skip
+        """The event ``Incident.open`` would record, its values checked as it checks them."""
+        once, wf = self._once, self.workflow
+        fields = once("priority", (impact, urgency, priority),
+                      lambda k: Incident._priority_fields(*k, self.matrix))  # noqa: SLF001  # fmt: skip
+        return IncidentOpened(
+            at=at, by=by, state=wf.initial, workflow=wf.name, id=label(key, "id"),
+            title=once("title", title, lambda v: text(v, "title")), description="",
+            caller=once("label", caller, lambda v: label(v, "caller")),
+            channel=once("channel", channel, lambda v: wf.choice("channel", v, "channel")),
+            service=None, ci=once("label", ci, lambda v: optional_label(v, "ci")),
+            category=once("label", category, lambda v: optional_label(v, "category")),
+            subcategory=once("label", subcategory, lambda v: optional_label(v, "subcategory")),
+            **fields,
+            assignment_group=once("label", group, lambda v: optional_label(v, "group")),
+            assignee=once("label", assignee, lambda v: optional_label(v, "assignee")),
+        )  # fmt: skip
+
     def _once(self, kind: str, value: Any, check: Callable[[Any], Any]) -> Any:
         """``check(value)``, computed once per distinct value (errors are not kept)."""
         key = (kind, value)
@@ -802,32 +894,45 @@ class _Builder:
     def note(self, key: str, line: int, kind: AnomalyKind, detail: str) -> None:
         self.anomalies.append(Anomaly(key, line, kind, detail))
 
-    def build(self, key: str, rows: list[tuple[Any, ...]]) -> tuple[Incident, list[int]]:  # noqa: C901, PLR0912, PLR0915
+    def build(
+        self,
+        key: str,
+        rows: list[tuple[Any, ...]],
+        opening: tuple[datetime | None, str | None, str | None],
+        counts: tuple[int, int | None, int | None],
+    ) -> tuple[Incident, list[int]]:  # noqa: C901, PLR0912, PLR0915
         """The incident of ``rows``, and the line each event of its history came from."""
         matrix, table, mapping, note = self.matrix, self.matrix.table, self.mapping, self.note
-        (line, at, opened_at, _, _, impact, urgency, priority, by, group, assignee, title,
-         caller, category, subcategory, ci, _, _, _, _, opener, channel) = rows[0]  # fmt: skip
+        opened_at, opener, channel = opening
+        (_, line, at, _, _, impact, urgency, priority, _, by, group, assignee, title, caller,
+         category, subcategory, ci, _) = rows[0]  # fmt: skip
         if priority is None:
             priority = table[impact, urgency]
+        explicit = None if table[impact, urgency] is priority else priority
         title = title or key
         caller = caller or _UNKNOWN
-        opened = Incident.open(
-            id=key, title=title, caller=caller, impact=impact, urgency=urgency,
-            priority=None if table[impact, urgency] is priority else priority, matrix=matrix,
-            channel=channel or Channel.PORTAL, category=category, subcategory=subcategory,
-            ci=ci, assignment_group=group, assignee=assignee,
-            at=opened_at or at, by=opener or by or _UNKNOWN, workflow=self.workflow,
-        )  # fmt: skip
-        history: _Verbs | _Events = _Verbs(opened) if self.verbs else _Events(opened, self.makers)
+        values = (key, title, caller, channel or Channel.PORTAL, category, subcategory, ci,
+                  group, assignee, impact, urgency, explicit, opened_at or at,
+                  opener or by or _UNKNOWN)  # fmt: skip
+        history: _Verbs | _Events
+        if self.verbs:
+            history = _Verbs(Incident.open(
+                id=key, title=title, caller=caller, channel=values[3], category=category,
+                subcategory=subcategory, ci=ci, assignment_group=group, assignee=assignee,
+                impact=impact, urgency=urgency, priority=explicit, matrix=matrix,
+                at=values[12], by=values[13], workflow=self.workflow,
+            ))  # fmt: skip
+        else:
+            history = _Events(self.makers.opening(*values), self.makers)
         sources = [line]
         reason_now: str | None = None
         previous_at = history.last
         last_seq: int | None = None
         first = True
         for row in rows:
-            (line, at, _, label, (target, reason), r_impact, r_urgency, r_priority, by,
-             r_group, r_assignee, r_title, r_caller, r_category, r_subcategory, r_ci, code,
-             seq, *_) = row  # fmt: skip
+            (_, line, at, label, (target, reason), r_impact, r_urgency, r_priority, seq, by,
+             r_group, r_assignee, r_title, r_caller, r_category, r_subcategory, r_ci,
+             code) = row  # fmt: skip
             by = by or _UNKNOWN
             if at < previous_at:
                 note(key, line, AnomalyKind.TIME_BACKWARDS,
@@ -835,11 +940,11 @@ class _Builder:
                      + (f"; recorded at {history.last.isoformat()}" if at < history.last else ""))  # fmt: skip
             previous_at = at
             at = max(at, history.last)
-            if mapping.sequence is not None and seq is not None and seq.isdigit():
-                if last_seq is not None and int(seq) < last_seq:
+            if seq is not None:
+                if last_seq is not None and seq < last_seq:
                     note(key, line, AnomalyKind.SEQUENCE_BACKWARDS,
                          f"{mapping.sequence} {seq} after {last_seq}")  # fmt: skip
-                last_seq = int(seq)
+                last_seq = seq
             current = history.state
             if target is None:
                 note(key, line, AnomalyKind.UNKNOWN_STATE,
@@ -860,19 +965,23 @@ class _Builder:
                 changes.append(("reprioritize", {
                     "impact": r_impact, "urgency": r_urgency, "priority": explicit,
                     "matrix": matrix, "reason": _NOTE}))  # fmt: skip
-            edits = {
-                name: new
-                for name, new, old in (
-                    ("title", r_title or key, title),
-                    ("caller", r_caller or caller, caller),
-                    ("category", r_category, category),
-                    ("subcategory", r_subcategory, subcategory),
-                    ("ci", r_ci, ci),
-                )
-                if new != old
-            }
-            if edits:
-                changes.append(("update", edits))
+            edits: dict[str, str | None] = {}
+            if (r_title, r_category, r_subcategory, r_ci) != (title, category, subcategory, ci) or (
+                r_caller is not None and r_caller != caller
+            ):
+                edits = {
+                    name: new
+                    for name, new, old in (
+                        ("title", r_title or key, title),
+                        ("caller", r_caller or caller, caller),
+                        ("category", r_category, category),
+                        ("subcategory", r_subcategory, subcategory),
+                        ("ci", r_ci, ci),
+                    )
+                    if new != old
+                }
+                if edits:
+                    changes.append(("update", edits))
             if target != current or (target == _HOLD and reason != reason_now):
                 move = self._move(key, line, current, target, reason, code)
                 if move is not None:
@@ -906,7 +1015,7 @@ class _Builder:
             sources.extend([line] * (history.count - len(sources)))
             first = False
         incident = history.result()
-        self._check_counts(incident, rows[-1])
+        self._check_counts(incident, counts)
         return incident, sources
 
     def _move(
@@ -933,13 +1042,16 @@ class _Builder:
                   f"the export moves it from {current} back to {target}; it stays {current}")  # fmt: skip
         return None
 
-    def _check_counts(self, incident: Incident, row: tuple[Any, ...]) -> None:
+    def _check_counts(
+        self, incident: Incident, counts: tuple[int, int | None, int | None]
+    ) -> None:
+        line, reopens, reassigns = counts
         for column, ours, theirs in (
-            (self.mapping.reopen_count, incident.reopen_count, row[18]),
-            (self.mapping.reassignment_count, incident.reassignment_count, row[19]),
+            (self.mapping.reopen_count, incident.reopen_count, reopens),
+            (self.mapping.reassignment_count, incident.reassignment_count, reassigns),
         ):
-            if column is not None and theirs is not None and theirs.isdigit() and int(theirs) != ours:
-                self.note(incident.id, row[0], AnomalyKind.COUNT_DIFFERS,
+            if theirs is not None and theirs != ours:
+                self.note(incident.id, line, AnomalyKind.COUNT_DIFFERS,
                           f"{column} {ours} here, {theirs} in the export")  # fmt: skip
 
 
@@ -1009,10 +1121,12 @@ def read_incident_log(
         events = 0
         for key, rows in parsed.incidents.items():
             try:
-                incident, lines = builder.build(key, rows)
+                incident, lines = builder.build(
+                    key, rows, parsed.openings[key], parsed.counts[key]
+                )
             except ItsmError as exc:  # the opening itself was refused
                 reason = f"the incident cannot open: {exc}"
-                rejected.extend(RejectedRow(row[0], reason, key) for row in rows)
+                rejected.extend(RejectedRow(row[1], reason, key) for row in rows)
                 continue
             incidents[key] = incident
             sources[key] = tuple(lines)
