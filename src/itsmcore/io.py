@@ -693,15 +693,6 @@ def import_workflow(
 # --------------------------------------------------------------------------- building
 
 
-class _Stand:
-    """What ``Workflow.target`` reads of a record for a transition without guards."""
-
-    __slots__ = ("state",)
-
-    def __init__(self, state: str) -> None:
-        self.state = state
-
-
 class _Verbs:
     """An incident's history built by calling its verbs, one record per event.
 
@@ -726,8 +717,8 @@ class _Verbs:
 class _Events:
     """An incident's history built as a list of events, then replayed once.
 
-    Each event is checked as its verb checks it — the transition against the workflow
-    (``Workflow.target``, the verbs' own check), every value through the verbs' validators
+    Each event is checked as its verb checks it — the transition against the workflow's
+    table (a refused one goes through the verb, which raises its own error), every value through the verbs' validators
     (each distinct value once), time never going backwards, the history's length cap —
     and ``Incident.replay`` folds them with the practice's own appliers. A change this
     builder has no shortcut for (an ``update``) runs its real verb on the record replayed
@@ -740,21 +731,24 @@ class _Events:
         self.last = opening.at
         self.count = 1
         self.makers = makers
-        self.stand = _Stand(opening.state)
 
     def fire(self, trigger: str, at: datetime, by: str, args: dict[str, Any]) -> None:
         makers = self.makers
         if self.count >= MAX_EVENTS:
             raise ValidationError(f"{self.events[0].id}: more than {MAX_EVENTS:,} events")
         make = makers.by_trigger.get(trigger)
-        if make is None:  # through the verb, on the record as it is so far
+        # The workflow's row for this trigger from this state (those the import fires carry
+        # no guards here: a workflow with guards on them is imported through the verbs).
+        state = makers.workflow.destination(self.state, trigger)
+        if make is None or state is None:
+            # Through the verb itself, on the record as it is so far: an update, or a move
+            # the workflow refuses (the verb raises its own InvalidTransitionError).
             record = Incident.replay(self.events, workflow=makers.workflow)
             event = getattr(record, trigger)(at=at, by=by, **args).history[-1]
         else:
-            state = makers.workflow.target(self.stand, trigger)
             event = make(at, by, state, args)
         self.events.append(event)
-        self.stand.state = self.state = event.state
+        self.state = event.state
         self.last = at
         self.count += 1
 
