@@ -28,7 +28,9 @@ _PLACES = [
     Path(__file__).resolve().parents[2] / "shared" / "data",
     Path("/work/shared/data"),
 ]
-LOG = next((p / "incident_event_log.zip" for p in _PLACES if (p / "incident_event_log.zip").exists()), None)
+LOG = next(
+    (p / "incident_event_log.zip" for p in _PLACES if (p / "incident_event_log.zip").exists()), None
+)
 
 
 def main() -> None:

@@ -59,12 +59,35 @@ LIFE = [
     _row("INC1", "Active", 30, assigned_to="Ann", sys_mod_count=3),
     _row("INC1", "Resolved", 40, assigned_to="Ann", closed_code="code 6", sys_mod_count=4),
     _row("INC1", "Active", 50, assigned_to="Ann", reopen_count=1, sys_mod_count=5),
-    _row("INC1", "Active", 55, assignment_group="Group 2", reassignment_count=1,
-         reopen_count=1, sys_mod_count=6),  # fmt: skip
-    _row("INC1", "Resolved", 60, assignment_group="Group 2", reassignment_count=1,
-         reopen_count=1, closed_code="code 6", sys_mod_count=7),  # fmt: skip
-    _row("INC1", "Closed", 70, assignment_group="Group 2", reassignment_count=1,
-         reopen_count=1, closed_code="code 6", sys_mod_count=8),  # fmt: skip
+    _row(
+        "INC1",
+        "Active",
+        55,
+        assignment_group="Group 2",
+        reassignment_count=1,
+        reopen_count=1,
+        sys_mod_count=6,
+    ),
+    _row(
+        "INC1",
+        "Resolved",
+        60,
+        assignment_group="Group 2",
+        reassignment_count=1,
+        reopen_count=1,
+        closed_code="code 6",
+        sys_mod_count=7,
+    ),
+    _row(
+        "INC1",
+        "Closed",
+        70,
+        assignment_group="Group 2",
+        reassignment_count=1,
+        reopen_count=1,
+        closed_code="code 6",
+        sys_mod_count=8,
+    ),
 ]
 
 
@@ -123,7 +146,8 @@ def test_rows_that_cannot_be_read_are_rejected_with_their_line_and_reason() -> N
     assert reasons[6].startswith("impact: unknown Impact '9 - Huge'")
     assert reasons[8] == f"2 fields where the header has {len(HEADER)}"
     assert list(result.incidents) == ["INC1", "INC2"]
-    assert result.report.imported_rows == 2 and result.report.rows == 7
+    assert result.report.imported_rows == 2
+    assert result.report.rows == 7
 
 
 def test_anomalies_are_imported_and_reported() -> None:
@@ -225,7 +249,10 @@ def logs(draw: st.DrawFn) -> str:
         minutes = 0
         for k in range(draw(st.integers(1, 8))):
             minutes += draw(st.integers(-20, 60))
-            impact, urgency = draw(st.sampled_from(["1 - High", "2 - Medium", "3 - Low"])), "2 - Medium"
+            impact, urgency = (
+                draw(st.sampled_from(["1 - High", "2 - Medium", "3 - Low"])),
+                "2 - Medium",
+            )
             rows.append(_row(
                 f"INC{n}", draw(st.sampled_from(STATES)), minutes, sys_mod_count=k,
                 assignment_group=draw(st.sampled_from(["?", "Group 1", "Group 2"])),
@@ -246,7 +273,8 @@ def test_the_fast_import_equals_the_import_through_every_verb(text: str) -> None
     assert fast.report == verbs.report
     for number, inc in fast.incidents.items():
         lines = fast.sources[number]
-        assert len(lines) == len(inc.history) and list(lines) == sorted(lines)
+        assert len(lines) == len(inc.history)
+        assert list(lines) == sorted(lines)
         assert Incident.replay(inc.history, workflow=fast.workflow) == inc
 
 

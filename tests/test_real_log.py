@@ -151,7 +151,9 @@ def test_the_genuine_anomalies_are_imported_and_reported(
     assert (len(unresolved), len(backwards)) == (13, 6)
     assert _flagged(imported, AnomalyKind.CLOSED_UNRESOLVED) == unresolved
     assert _flagged(imported, AnomalyKind.TIME_BACKWARDS) == backwards
-    unknown = {r["line"] for rows in incidents.values() for r in rows if r["incident_state"] == "-100"}
+    unknown = {
+        r["line"] for rows in incidents.values() for r in rows if r["incident_state"] == "-100"
+    }
     reported = {a.line for a in imported.report.anomalies if a.kind is AnomalyKind.UNKNOWN_STATE}
     assert len(unknown) == 5
     assert reported == unknown
