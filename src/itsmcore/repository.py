@@ -29,6 +29,7 @@ from itsmcore.events import Event
 from itsmcore.incident import Incident
 from itsmcore.problem import Problem
 from itsmcore.record import Column
+from itsmcore.request import ServiceRequest
 
 __all__ = [
     "Query",
@@ -259,6 +260,7 @@ register(RecordKind("changes", Change))
 register(RecordKind("cis", CIRecord))
 register(RecordKind("services", ServiceRecord))
 register(RecordKind("relationships", RelationshipRecord))
+register(RecordKind("requests", ServiceRequest))
 
 
 @attrs.frozen(kw_only=True)
