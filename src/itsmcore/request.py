@@ -126,7 +126,7 @@ def _integer(value: object) -> int:
 
 def _decimal(value: object) -> Decimal:
     if isinstance(value, bool):
-        raise ValueError(f"expected a number, got {value!r}")
+        raise ValueError(f"expected a number, got {value!r}")  # noqa: TRY004 - see _PARSE
     try:
         if isinstance(value, Decimal | int):
             found = Decimal(value)
@@ -155,7 +155,7 @@ def _boolean(value: object) -> bool:
 
 def _date(value: object) -> date:
     if isinstance(value, datetime):
-        raise ValueError(f"expected a date without a time, got {value!r}")
+        raise ValueError(f"expected a date without a time, got {value!r}")  # noqa: TRY004
     if isinstance(value, date):
         return value
     if isinstance(value, str):
@@ -168,13 +168,15 @@ def _date(value: object) -> date:
 
 def _string(value: object, limit: int) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"expected text, got {value!r}")
+        raise ValueError(f"expected text, got {value!r}")  # noqa: TRY004 - see _PARSE
     try:
         return text(value, "the value", limit=limit)
     except ValidationError as exc:
         raise ValueError(str(exc)) from None
 
 
+# The parsers raise ValueError for any value that does not fit, of whatever type: FormField
+# turns it into one FormError naming the field.
 _PARSE: Final[Mapping[FieldType, Callable[[object], object]]] = {
     FieldType.INTEGER: _integer,
     FieldType.DECIMAL: _decimal,
@@ -244,7 +246,7 @@ class FormField:
     """
 
     name: str
-    type: FieldType = attrs.field(converter=_field_type)  # noqa: A003 - named as forms name it
+    type: FieldType = attrs.field(converter=_field_type)
     label: str = ""
     """The question as the form shows it (the name when empty)."""
     required: bool = False
@@ -359,7 +361,7 @@ class Answer:
     """
 
     name: str
-    type: FieldType  # noqa: A003 - the field's type, named as FormField names it
+    type: FieldType
     text: str
 
     @property
@@ -382,6 +384,17 @@ class ApprovalKind(StrEnum):
     """N of M named approvers."""
 
 
+def _approval_kind(value: object) -> ApprovalKind:
+    return _defined(_member_of(ApprovalKind), value, "approval")  # type: ignore[no-any-return]
+
+
+def _member_of(kind: type[StrEnum]) -> Callable[[object, str], Any]:
+    def check(value: object, name: str) -> Any:
+        return member(kind, value, name)
+
+    return check
+
+
 class ApprovalDecision(StrEnum):
     """An approver's decision."""
 
@@ -393,7 +406,7 @@ class ApprovalDecision(StrEnum):
 class ApprovalPolicy:
     """How requests for an item are approved. Build it with the named constructors."""
 
-    kind: ApprovalKind = attrs.field(converter=lambda v: _defined(_approval_kind, v, "approval"))
+    kind: ApprovalKind = attrs.field(converter=_approval_kind)
     approvers: tuple[str, ...] = ()
     required: int = 0
 
@@ -448,10 +461,6 @@ class ApprovalPolicy:
         return cls.of(len(names), names)
 
 
-def _approval_kind(value: object, name: str) -> ApprovalKind:
-    return member(ApprovalKind, value, name)
-
-
 NO_APPROVAL: Final = ApprovalPolicy.none()
 
 
@@ -469,6 +478,18 @@ def _fields(value: Iterable[FormField]) -> tuple[FormField, ...]:
     return fields
 
 
+def _item_name(value: object) -> str:
+    return _defined(label, value, "catalog item name")  # type: ignore[no-any-return]
+
+
+def _service(value: object) -> str:
+    return _defined(label, value, "service")  # type: ignore[no-any-return]
+
+
+def _tasks(value: Iterable[str]) -> tuple[str, ...]:
+    return _names(value, "tasks")
+
+
 @attrs.frozen(kw_only=True)
 class CatalogItem:
     """Something users can request: its form, approval, fulfilment tasks and target time.
@@ -480,12 +501,12 @@ class CatalogItem:
     submitted on.
     """
 
-    name: str = attrs.field(converter=lambda v: _defined(label, v, "catalog item name"))
-    service: str = attrs.field(converter=lambda v: _defined(label, v, "service"))
+    name: str = attrs.field(converter=_item_name)
+    service: str = attrs.field(converter=_service)
     target: timedelta
     fields: tuple[FormField, ...] = attrs.field(default=(), converter=_fields)
     approval: ApprovalPolicy = NO_APPROVAL
-    tasks: tuple[str, ...] = attrs.field(default=(), converter=lambda v: _names(v, "tasks"))
+    tasks: tuple[str, ...] = attrs.field(default=(), converter=_tasks)
     parallel_tasks: bool = False
     description: str = ""
     version: int = 1
@@ -548,8 +569,8 @@ def fulfilment_sla(
 
     The neutral :meth:`SLADefinition.resolution` preset, classed by the request's catalog
     item: it runs from submission, is paused while the request awaits approval, is met when
-    fulfilled and canceled when rejected or canceled. A request of an item not among
-    ``items`` has no target (best effort).
+    fulfilled and canceled when rejected or canceled. Evaluating a request of an item not
+    among ``items`` is a ``ValidationError`` naming the item.
     """
     targets: dict[str, timedelta] = {}
     for item in items:
@@ -883,7 +904,7 @@ class ServiceRequest(Assignable, Commentable, Linkable, Cancelable):
         )  # fmt: skip
         request = cls._opened(event, workflow)
         if required == 0:
-            request = request._do(
+            request = request._do(  # noqa: SLF001 - this class's own engine call
                 "approve", RequestApproved, event.at, AUTO_APPROVER, approver=None,
                 comment=f"{item.name} needs no approval",
             )  # fmt: skip
@@ -894,14 +915,14 @@ class ServiceRequest(Assignable, Commentable, Linkable, Cancelable):
         item: CatalogItem, requester: str, manager: str | None
     ) -> tuple[tuple[str, ...], int]:
         policy = item.approval
+        approvers: tuple[str, ...] = policy.approvers
+        required = policy.required
         if policy.kind is ApprovalKind.MANAGER:
             if manager is None:
                 raise ValidationError(f"{item.name} needs manager approval: name the manager=")
-            approvers, required = (label(manager, "manager"),), 1
+            approvers = (label(manager, "manager"),)
         elif manager is not None:
             raise ValidationError(f"{item.name}'s approval is {policy.kind}: it takes no manager=")
-        else:
-            approvers, required = policy.approvers, policy.required
         if len([a for a in approvers if a != requester]) < required:
             raise ValidationError(
                 f"{requester} cannot approve their own request, and {required} of the other "
