@@ -17,6 +17,7 @@ from tasks import TASK_WORKFLOW
 from itsmcore.change import CHANGE_WORKFLOWS
 from itsmcore.incident import INCIDENT_WORKFLOW
 from itsmcore.problem import PROBLEM_WORKFLOW
+from itsmcore.request import REQUEST_WORKFLOW
 from itsmcore.workflow import Workflow
 
 DOCS = Path(__file__).parent.parent / "docs"
@@ -26,6 +27,7 @@ DIAGRAMS: dict[str, tuple[str, Workflow, bool]] = {
     "incident-actions": ("incident.md", INCIDENT_WORKFLOW, True),
     "task": ("practices.md", TASK_WORKFLOW, False),
     "problem": ("problem.md", PROBLEM_WORKFLOW, False),
+    "request": ("service-desk.md", REQUEST_WORKFLOW, False),
     **{
         f"change-{kind}": ("change.md", CHANGE_WORKFLOWS[kind], False)  # type: ignore[index]
         for kind in ("standard", "normal", "emergency")

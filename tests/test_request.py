@@ -763,3 +763,14 @@ def test_requests_are_found_by_their_own_columns(tmp_path: Path) -> None:
         assert uow.requests.get("REQ0000002").values == {}
         with pytest.raises(ValidationError, match="no request workflow has a state 'done'"):
             uow.requests.find(state="done")
+
+
+def test_a_desk_can_count_approval_time_with_a_derived_workflow() -> None:
+    unpaused = REQUEST_WORKFLOW.derive(
+        name="request-unpaused", remove_tags={"paused": ["submitted"]}
+    )
+    ServiceRequest.register_workflow(unpaused)
+    r = opened(workflow=unpaused).approve(at=T0 + H, by="ann").approve(at=T0 + 3 * H, by="bob")
+    status = fulfilment_sla(ITEMS).evaluate(r, at=T0 + 4 * H)
+    assert (status.business_elapsed, status.business_paused) == (4 * H, timedelta(0))
+    assert ServiceRequest.replay(r.history) == r
