@@ -9,6 +9,7 @@ from itsmcore.errors import (
     CorruptionError,
     DefinitionError,
     DuplicateIdError,
+    FormError,
     InvalidTransitionError,
     ItsmError,
     NotFoundError,
@@ -27,6 +28,7 @@ from itsmcore.incident import (
 )
 from itsmcore.priority import Impact, Level, Priority, PriorityMatrix, Urgency
 from itsmcore.problem import KnownError, Problem, ProblemState
+from itsmcore.request import CatalogItem, RequestState, ServiceRequest
 from itsmcore.service import BusinessService, ConfigurationItem, Relationship, ServiceModel
 from itsmcore.sla import SLADefinition, SLAStage, SLAStatus
 from itsmcore.workflow import Transition, Workflow
@@ -34,6 +36,7 @@ from itsmcore.workflow import Transition, Workflow
 __all__ = [
     "BusinessCalendar",
     "BusinessService",
+    "CatalogItem",
     "Change",
     "ChangeState",
     "ChangeType",
@@ -46,6 +49,7 @@ __all__ = [
     "DefinitionError",
     "DuplicateIdError",
     "Event",
+    "FormError",
     "HoldReason",
     "Impact",
     "Incident",
@@ -61,6 +65,7 @@ __all__ = [
     "Problem",
     "ProblemState",
     "Relationship",
+    "RequestState",
     "ResolutionCode",
     "RiskLevel",
     "SLADefinition",
@@ -68,6 +73,7 @@ __all__ = [
     "SLAStatus",
     "SegregationOfDutiesError",
     "ServiceModel",
+    "ServiceRequest",
     "StoreBusyError",
     "SystemClock",
     "TransientError",

@@ -648,14 +648,14 @@ class RequestRejected(Event):
 
 
 @attrs.frozen(kw_only=True)
-class FulfilmentStarted(Event):
+class RequestFulfilmentStarted(Event):
     """Fulfilment began."""
 
     type: ClassVar[str] = "request.fulfilment_started"
 
 
 @attrs.frozen(kw_only=True)
-class TaskCompleted(Event):
+class RequestTaskCompleted(Event):
     """One fulfilment task was done."""
 
     type: ClassVar[str] = "request.task_completed"
@@ -995,13 +995,13 @@ class ServiceRequest(Assignable, Commentable, Linkable, Cancelable):
     @verb
     def start_fulfilment(self, *, at: datetime, by: str) -> Self:
         """Approved → in fulfilment: work on the tasks begins."""
-        return self._do("start_fulfilment", FulfilmentStarted, at, by)
+        return self._do("start_fulfilment", RequestFulfilmentStarted, at, by)
 
     @verb
     def complete_task(self, *, task: str, at: datetime, by: str, notes: str = "") -> Self:
         """Mark one fulfilment task done (in order, unless the item's tasks are parallel)."""
         return self._do(
-            "complete_task", TaskCompleted, at, by, task=label(task, "task"),
+            "complete_task", RequestTaskCompleted, at, by, task=label(task, "task"),
             notes=_optional_note(notes, "notes"),
         )  # fmt: skip
 
@@ -1030,12 +1030,12 @@ class ServiceRequest(Assignable, Commentable, Linkable, Cancelable):
     def _on_rejected(self, e: RequestRejected) -> Mapping[str, Any]:
         return {"rejected_by": e.approver, "rejection_reason": e.reason}
 
-    @applies(FulfilmentStarted, RequestClosed)
+    @applies(RequestFulfilmentStarted, RequestClosed)
     def _on_moved(self, _e: Event) -> Mapping[str, Any]:
         return _NOTHING
 
-    @applies(TaskCompleted)
-    def _on_task(self, e: TaskCompleted) -> Mapping[str, Any]:
+    @applies(RequestTaskCompleted)
+    def _on_task(self, e: RequestTaskCompleted) -> Mapping[str, Any]:
         return {"completed_tasks": (*self.completed_tasks, e.task)}
 
     @applies(RequestFulfilled)
