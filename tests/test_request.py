@@ -223,6 +223,7 @@ def test_a_bad_form_names_the_field(values: dict[str, Any], field: str, message:
     with pytest.raises(FormError, match=re.escape(message)) as caught:
         opened(values=values)
     assert caught.value.field == field
+    assert message in caught.value.problem
     assert isinstance(caught.value, ValidationError)
 
 

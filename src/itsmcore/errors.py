@@ -46,10 +46,12 @@ class FormError(ValidationError):
 
     Attributes:
         field: the name of the form field at fault.
+        problem: what is wrong with it.
     """
 
     def __init__(self, field: str, problem: str) -> None:
         self.field = field
+        self.problem = problem
         super().__init__(f"field {field!r}: {problem}")
 
 

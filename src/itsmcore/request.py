@@ -274,7 +274,7 @@ class FormField:
             try:
                 object.__setattr__(self, "default", self.parse(self.default))
             except FormError as exc:
-                raise DefinitionError(f"{where}: the default is invalid ({exc})") from None
+                raise DefinitionError(f"{where}: the default is invalid: {exc.problem}") from None
 
     def _check_options(self, where: str) -> None:
         if self.type is FieldType.CHOICE:
