@@ -754,10 +754,31 @@ _ACTIONS = ("approve", "reject", "start", "task", "fulfil", "close", "cancel", "
 
 @st.composite
 def request_histories(draw: st.DrawFn) -> ServiceRequest:
+    """A request moved some steps along its way, then through random moves (some refused)."""
     item = draw(st.sampled_from(ITEMS))
-    r = opened(item, id=draw(st.from_regex(r"REQ[0-9]{4}", fullmatch=True)),
+    values = None
+    if item is LAPTOP:
+        values = {
+            "model": draw(st.sampled_from(["13in", "15in"])),
+            "memory_gb": draw(st.none() | st.integers(8, 64)),
+            "budget": draw(st.none() | st.decimals(0, 5000, places=2)),
+            "needed_by": draw(st.none() | st.dates()),
+            "docking": draw(st.none() | st.booleans()),
+        }
+    r = opened(item, id=draw(st.from_regex(r"REQ[0-9]{4}", fullmatch=True)), values=values,
                requested_for=draw(st.sampled_from([None, "lee"])))  # fmt: skip
-    for name in draw(st.lists(st.sampled_from(_ACTIONS), max_size=14)):
+    for _ in range(draw(st.sampled_from(range(9)))):
+        if r.state == SUBMITTED:
+            r = r.approve(at=later(r), by=r.approvers[len(r.approved_by)])
+        elif r.state == APPROVED:
+            r = r.start_fulfilment(at=later(r), by="desk")
+        elif r.state == WORK and r.pending_tasks:
+            r = r.complete_task(task=r.pending_tasks[0], at=later(r), by="desk")
+        elif r.state == WORK:
+            r = r.fulfil(at=later(r), by="desk")
+        elif r.state == FULFILLED:
+            r = r.close(at=later(r), by="desk")
+    for name in draw(st.lists(st.sampled_from(_ACTIONS), max_size=8)):
         try:
             r = _act(name, r, draw)
         except InvalidTransitionError:
