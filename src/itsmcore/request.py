@@ -468,7 +468,10 @@ NO_APPROVAL: Final = ApprovalPolicy.none()
 
 
 def _fields(value: Iterable[FormField]) -> tuple[FormField, ...]:
-    fields = tuple(value)
+    try:
+        fields = tuple(value)
+    except TypeError:
+        raise DefinitionError(f"fields are a collection of FormFields, got {value!r}") from None
     if not all(isinstance(f, FormField) for f in fields):
         raise DefinitionError("fields are FormField definitions")
     names = [f.name for f in fields]
@@ -573,6 +576,8 @@ def fulfilment_sla(
     among ``items`` is a ``ValidationError`` naming the item.
     """
     targets: dict[str, timedelta] = {}
+    if isinstance(items, CatalogItem) or not isinstance(items, Iterable):
+        raise DefinitionError(f"{name}: items are a collection of CatalogItems, got {items!r}")
     for item in items:
         if not isinstance(item, CatalogItem):
             raise DefinitionError(f"{name}: items are CatalogItems, got {item!r}")
