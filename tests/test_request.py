@@ -841,3 +841,19 @@ def test_a_desk_can_count_approval_time_with_a_derived_workflow() -> None:
     status = fulfilment_sla(ITEMS).evaluate(r, at=T0 + 4 * H)
     assert (status.business_elapsed, status.business_paused) == (4 * H, timedelta(0))
     assert ServiceRequest.replay(r.history) == r
+
+
+def test_the_response_preset_counts_a_decision_or_an_assignment() -> None:
+    from itsmcore import SLADefinition  # noqa: PLC0415 - beside its only use
+
+    response = SLADefinition.response(
+        {item.name: H for item in ITEMS},
+        classify=lambda r: r.catalog_item,
+        classes=[i.name for i in ITEMS],
+    )
+    assert response.evaluate(opened(RESET), at=T0 + H).stage is SLAStage.COMPLETED
+    waiting = opened()
+    assert response.evaluate(waiting, at=T0 + H).stage is SLAStage.IN_PROGRESS
+    assigned = waiting.assign(group="desk", at=T0 + 10 * M, by="desk")
+    status = response.evaluate(assigned, at=T0 + H)
+    assert (status.stage, status.business_elapsed) == (SLAStage.COMPLETED, 10 * M)
