@@ -18,6 +18,7 @@ from itsmcore.change import CHANGE_WORKFLOWS
 from itsmcore.incident import INCIDENT_WORKFLOW
 from itsmcore.knowledge import KNOWLEDGE_WORKFLOW
 from itsmcore.problem import PROBLEM_WORKFLOW
+from itsmcore.request import REQUEST_WORKFLOW
 from itsmcore.workflow import Workflow
 
 DOCS = Path(__file__).parent.parent / "docs"
@@ -28,6 +29,7 @@ DIAGRAMS: dict[str, tuple[str, Workflow, bool]] = {
     "task": ("practices.md", TASK_WORKFLOW, False),
     "problem": ("problem.md", PROBLEM_WORKFLOW, False),
     "knowledge": ("knowledge.md", KNOWLEDGE_WORKFLOW, False),
+    "request": ("service-desk.md", REQUEST_WORKFLOW, False),
     **{
         f"change-{kind}": ("change.md", CHANGE_WORKFLOWS[kind], False)  # type: ignore[index]
         for kind in ("standard", "normal", "emergency")

@@ -9,6 +9,7 @@ from itsmcore.errors import (
     CorruptionError,
     DefinitionError,
     DuplicateIdError,
+    FormError,
     InvalidTransitionError,
     ItsmError,
     NotFoundError,
@@ -28,6 +29,7 @@ from itsmcore.incident import (
 from itsmcore.knowledge import ArticleState, KnowledgeArticle
 from itsmcore.priority import Impact, Level, Priority, PriorityMatrix, Urgency
 from itsmcore.problem import KnownError, Problem, ProblemState
+from itsmcore.request import CatalogItem, RequestState, ServiceRequest
 from itsmcore.service import BusinessService, ConfigurationItem, Relationship, ServiceModel
 from itsmcore.sla import SLADefinition, SLAStage, SLAStatus
 from itsmcore.workflow import Transition, Workflow
@@ -36,6 +38,7 @@ __all__ = [
     "ArticleState",
     "BusinessCalendar",
     "BusinessService",
+    "CatalogItem",
     "Change",
     "ChangeState",
     "ChangeType",
@@ -48,6 +51,7 @@ __all__ = [
     "DefinitionError",
     "DuplicateIdError",
     "Event",
+    "FormError",
     "HoldReason",
     "Impact",
     "Incident",
@@ -64,6 +68,7 @@ __all__ = [
     "Problem",
     "ProblemState",
     "Relationship",
+    "RequestState",
     "ResolutionCode",
     "RiskLevel",
     "SLADefinition",
@@ -71,6 +76,7 @@ __all__ = [
     "SLAStatus",
     "SegregationOfDutiesError",
     "ServiceModel",
+    "ServiceRequest",
     "StoreBusyError",
     "SystemClock",
     "TransientError",

@@ -18,6 +18,7 @@ __all__ = [
     "CorruptionError",
     "DefinitionError",
     "DuplicateIdError",
+    "FormError",
     "InvalidTransitionError",
     "ItsmError",
     "NotFoundError",
@@ -38,6 +39,20 @@ class ValidationError(ItsmError, ValueError):
 
 class SegregationOfDutiesError(ValidationError):
     """Someone acting on their own record where the rules forbid it (approving their change)."""
+
+
+class FormError(ValidationError):
+    """A form value a catalog item refuses: missing, unknown, of the wrong type or out of range.
+
+    Attributes:
+        field: the name of the form field at fault.
+        problem: what is wrong with it.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"field {field!r}: {problem}")
 
 
 class DefinitionError(ItsmError, ValueError):

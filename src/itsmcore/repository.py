@@ -30,6 +30,7 @@ from itsmcore.incident import Incident
 from itsmcore.knowledge import KnowledgeArticle
 from itsmcore.problem import Problem
 from itsmcore.record import Column
+from itsmcore.request import ServiceRequest
 from itsmcore.search import Document
 
 __all__ = [
@@ -273,6 +274,7 @@ register(RecordKind("knowledge", KnowledgeArticle))
 register(RecordKind("cis", CIRecord))
 register(RecordKind("services", ServiceRecord))
 register(RecordKind("relationships", RelationshipRecord))
+register(RecordKind("requests", ServiceRequest))
 
 
 @attrs.frozen(kw_only=True)
