@@ -79,3 +79,16 @@ def test_bad_dicts_are_validation_errors() -> None:
         status_from_dict({"sla": "x"})
     with pytest.raises(ValidationError, match="to_dict takes"):
         to_dict("INC1")  # type: ignore[arg-type]
+
+
+def test_to_dict_round_trips_without_json_for_records_with_enum_values() -> None:
+    from datetime import UTC, datetime, timedelta  # noqa: PLC0415
+
+    from itsmcore import Change  # noqa: PLC0415
+    from itsmcore.serialization import record_from_dict, to_dict  # noqa: PLC0415
+
+    t = datetime(2025, 12, 10, 9, tzinfo=UTC)
+    change = Change.open(id="CHG1", title="Patch", requester="rita", at=t, by="rita",
+                         change_type="emergency", planned_start=t + timedelta(hours=1),
+                         planned_end=t + timedelta(hours=2))  # fmt: skip
+    assert record_from_dict(to_dict(change)) == change

@@ -60,6 +60,8 @@ def _exact(kind: type) -> Any:
     """Structure ``kind`` (or an enum of it, such as a StrEnum) only from a ``kind`` value."""
 
     def structure(value: object, target: type) -> object:
+        if type(value) is target:  # a member already (to_dict's data, not through JSON)
+            return value
         if type(value) is not kind:
             raise TypeError(f"{value!r} is not a {kind.__name__}")
         return value if target is kind else target(value)
