@@ -13,6 +13,7 @@ from itsmcore.repository import kind_map
 from itsmcore.search import Bm25Index
 from itsmcore.storage._core import EventRow, RecordWrite, UnitOfWorkBase, conflict
 from itsmcore.storage._search import index_memory, search_memory
+from itsmcore.storage._outbox import MemoryOutbox, MemoryOutboxData, Outbox
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -46,6 +47,7 @@ class InMemoryStore:
         self._columns: dict[tuple[str, str], dict[str, object]] = {}
         self._numbers: dict[str, int] = {}
         self._search = Bm25Index()
+        self._outbox = MemoryOutboxData()
 
     def close(self) -> None:
         """Nothing to release; here so every store can be closed alike."""
@@ -59,6 +61,10 @@ class InMemoryStore:
     def unit_of_work(self) -> UnitOfWork:
         """A new unit of work (one transaction); use it in a ``with`` block."""
         return UnitOfWorkBase(_MemorySession(self), kind_map(self._kinds).values())
+
+    def outbox(self) -> Outbox:
+        """The outbox: one row per committed event, for ``itsmcore.notify`` to dispatch."""
+        return MemoryOutbox(self._outbox, self._lock)
 
 
 class _MemorySession:
@@ -106,6 +112,7 @@ class _MemorySession:
                 actual = len(store._events.get((change.kind, change.record_id), ()))  # noqa: SLF001
                 if actual != change.base:
                     raise conflict(change, actual)
+            store._outbox.add(changes)  # noqa: SLF001 - in the same lock: all or nothing
             for change in changes:
                 key = (change.kind, change.record_id)
                 store._events.setdefault(key, []).extend(change.events)  # noqa: SLF001

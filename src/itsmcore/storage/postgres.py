@@ -14,6 +14,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from itsmcore.errors import ConcurrencyError, StoreBusyError, ValidationError
+from itsmcore.storage import _outbox
 from itsmcore.storage._core import (
     EventRow,
     Pool,
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PostgresStore"]
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 _LOCK_KEY: Final = 0x17_5C02E  # advisory lock id for schema changes
 
 _MIGRATIONS: Final = {
@@ -63,6 +64,7 @@ _MIGRATIONS: Final = {
         "ALTER TABLE itsm_events ADD COLUMN IF NOT EXISTS seal TEXT",
         "UPDATE itsm_events SET seal = {seal} WHERE seal IS NULL",
     ],
+    4: _outbox.ddl(postgres=True),  # the transactional outbox (events committed before: none)
 }
 # The seal, computed by the server over the data as it keeps it (JSONB's own text), so that
 # writing and checking read the same text; an event copied from another record or position
@@ -143,6 +145,10 @@ class PostgresStore(PooledStore):
         """A new unit of work with its own connection; use it in a ``with`` block."""
         served = self._fit_schema()
         return UnitOfWorkBase(_PostgresSession(self._pool), served)
+
+    def outbox(self) -> _outbox.Outbox:
+        """The outbox: one row per committed event, for ``itsmcore.notify`` to dispatch."""
+        return _outbox.SQLOutbox(self._pool, postgres=True)
 
 
 # What information_schema reports, as the declared column types.
@@ -284,6 +290,9 @@ _INSERT_EVENT: Final = (
 )  # fmt: skip
 
 
+_OUTBOX_INSERT: Final = _outbox.insert_sql("%s")
+
+
 def _write(conn: psycopg.Connection[Any], changes: Sequence[RecordWrite]) -> None:
     with conn.transaction():
         for change in changes:
@@ -293,6 +302,7 @@ def _write(conn: psycopg.Connection[Any], changes: Sequence[RecordWrite]) -> Non
                 cur.executemany(
                     _INSERT_EVENT, [(change.kind, change.record_id, *e[:6]) for e in change.events]
                 )
+                cur.executemany(_OUTBOX_INSERT, _outbox.rows_of(change))
             if not written:
                 sql, params = update_record(change, version, "%s")
                 conn.execute(sql, params)

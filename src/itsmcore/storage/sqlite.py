@@ -14,6 +14,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from itsmcore.errors import StoreBusyError, ValidationError
+from itsmcore.storage import _outbox
 from itsmcore.storage._core import (
     EventRow,
     Pool,
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 _SCHEMA: Final = [
     """CREATE TABLE IF NOT EXISTS itsm_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
@@ -116,6 +117,9 @@ class SQLiteStore(PooledStore):
                 )
             if current < 2:  # every event row sealed (see storage._core.seal)
                 _add_seals(conn)
+            if current < 3:  # the transactional outbox (events committed before: none)
+                for statement in _outbox.ddl(postgres=False):
+                    conn.execute(statement)
             conn.execute(
                 "INSERT INTO itsm_meta (key, value) VALUES ('schema', ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -149,6 +153,10 @@ class SQLiteStore(PooledStore):
         """A new unit of work with its own connection; use it in a ``with`` block."""
         served = self._fit_schema()
         return UnitOfWorkBase(_SQLiteSession(self._pool), served)
+
+    def outbox(self) -> _outbox.Outbox:
+        """The outbox: one row per committed event, for ``itsmcore.notify`` to dispatch."""
+        return _outbox.SQLOutbox(self._pool, postgres=False)
 
 
 def _add_seals(conn: sqlite3.Connection) -> None:
@@ -196,6 +204,8 @@ _EVENTS: Final = (
     "WHERE kind = ? AND record_id = ? ORDER BY version"
 )
 
+
+_OUTBOX_INSERT: Final = _outbox.insert_sql("?")
 
 _MANY: Final = (
     "SELECT record_id, version, type, schema_version, at, by, data, seal FROM itsm_events "
@@ -283,6 +293,7 @@ class _SQLiteSession:
                     " at, by, data, seal) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(kind, record_id, *e[:6], seal(kind, record_id, e)) for e in change.events],
                 )
+                conn.executemany(_OUTBOX_INSERT, _outbox.rows_of(change))
                 version = change.base + len(change.events)
                 if change.base == 0:  # _check_version found no row
                     sql, params = insert_record(change, version, "?")
