@@ -83,9 +83,10 @@ def rows_of(change: RecordWrite) -> list[tuple[object, ...]]:
 
 def insert_sql(mark: str) -> str:
     """The INSERT of one outbox row (``rows_of``'s tuples), with the driver's placeholder."""
+    marks = ", ".join([mark] * 7)
     return (
-        "INSERT INTO itsm_outbox (key, kind, record_id, version, type, payload, created_at) "
-        f"VALUES ({', '.join([mark] * 7)})"
+        "INSERT INTO itsm_outbox (key, kind, record_id, version, type, payload, created_at) "  # noqa: S608 - placeholders
+        f"VALUES ({marks})"
     )
 
 
@@ -108,8 +109,10 @@ def ddl(*, postgres: bool) -> list[str]:
             last_error TEXT, dispatched_at {big})""",
         # Pending rows only: dispatched ones stay (an audit of what went out) but cost the
         # claim nothing.
-        "CREATE INDEX IF NOT EXISTS itsm_outbox_pending ON itsm_outbox (seq) "
-        "WHERE dispatched_at IS NULL",
+        (
+            "CREATE INDEX IF NOT EXISTS itsm_outbox_pending ON itsm_outbox (seq) "
+            "WHERE dispatched_at IS NULL"
+        ),
         f"""CREATE TABLE IF NOT EXISTS itsm_deliveries (
             key TEXT PRIMARY KEY, outbox_key TEXT NOT NULL, state TEXT NOT NULL,
             claim TEXT NOT NULL, claimed_at {big} NOT NULL, handed_at {big})""",
@@ -183,9 +186,8 @@ class SQLOutbox:
 
     def _select(self, where: str, params: Sequence[object] = ()) -> list[OutboxRow]:
         sql = f"SELECT {_COLUMNS} FROM itsm_outbox {where} ORDER BY seq"  # noqa: S608 - fixed text
-        return self._run(
-            lambda conn: [OutboxRow(*r) for r in conn.execute(sql, params).fetchall()]
-        )  # type: ignore[no-any-return]
+        rows = self._run(lambda conn: conn.execute(sql, params).fetchall())
+        return [OutboxRow(*r) for r in rows]
 
     def pending(self) -> list[OutboxRow]:
         return self._select("WHERE dispatched_at IS NULL")
@@ -204,21 +206,20 @@ class SQLOutbox:
             f"WHERE seq IN (SELECT seq FROM itsm_outbox WHERE {free} ORDER BY seq LIMIT {m}{lock})"
             f" AND {free} RETURNING {_COLUMNS}"
         )
-        rows = self._run(
-            lambda conn: conn.execute(sql, (token, until, at, limit, at)).fetchall()
-        )
+        rows = self._run(lambda conn: conn.execute(sql, (token, until, at, limit, at)).fetchall())
         return sorted((OutboxRow(*r) for r in rows), key=lambda r: r.seq)
 
     def deliveries(self, keys: Sequence[str]) -> dict[str, str]:
         if not keys:
             return {}
+        params: list[object]
         if self._pg:
             where, params = "key = ANY(%s)", [list(keys)]
         else:
             where, params = f"key IN ({','.join('?' * len(keys))})", list(keys)
         sql = f"SELECT key, state FROM itsm_deliveries WHERE {where}"  # noqa: S608 - placeholders
         rows = self._run(lambda conn: conn.execute(sql, params).fetchall())
-        return {key: state for key, state in rows}
+        return {str(key): str(state) for key, state in rows}
 
     def begin(self, key: str, outbox_key: str, token: str, at: int) -> bool:
         m = self._mark
@@ -236,7 +237,7 @@ class SQLOutbox:
         sql = f"UPDATE itsm_deliveries SET state = '{HANDED}', handed_at = {m} WHERE key = {m}"  # noqa: S608 - fixed text
         self._run(lambda conn: conn.execute(sql, (at, key)))
 
-    def finish(self, outbox_key: str, token: str, at: int) -> None:
+    def finish(self, outbox_key: str, token: str, at: int) -> None:  # noqa: ARG002 - any claim
         m = self._mark
         sql = (
             f"UPDATE itsm_outbox SET dispatched_at = {m}, claim = NULL, claimed_until = NULL "  # noqa: S608 - fixed text
@@ -277,11 +278,15 @@ class MemoryOutboxData:
     def add(self, changes: Iterable[RecordWrite]) -> None:
         """Add the rows of a batch being written (the caller holds the store's lock)."""
         for change in changes:
-            for key, kind, record_id, version, kind_type, payload, at in rows_of(change):
+            for event in change.events:
+                key = outbox_key(change.kind, change.record_id, event.version)
                 if key in self.rows:  # the SQL stores' UNIQUE key; a checked write cannot
                     raise ValidationError(f"outbox key {key!r} is taken")  # pragma: no cover
                 self.seq += 1
-                row = OutboxRow(self.seq, key, kind, record_id, version, kind_type, payload, at)
+                row = OutboxRow(
+                    self.seq, key, change.kind, change.record_id, event.version, event.type,
+                    event.data, event.at,
+                )  # fmt: skip
                 self.rows[key] = [*row, None, None]
 
 
@@ -305,7 +310,7 @@ class MemoryOutbox:
             return [self._row(f) for f in self._data.rows.values()]
 
     def claim(self, token: str, at: int, until: int, limit: int) -> list[OutboxRow]:
-        out = []
+        out: list[OutboxRow] = []
         with self._lock:
             for fields in self._data.rows.values():
                 if len(out) >= limit:
@@ -320,7 +325,7 @@ class MemoryOutbox:
             known = self._data.deliveries
             return {k: known[k] for k in keys if k in known}
 
-    def begin(self, key: str, outbox_key: str, token: str, at: int) -> bool:
+    def begin(self, key: str, outbox_key: str, token: str, at: int) -> bool:  # noqa: ARG002 - no audit
         with self._lock:
             row = self._data.rows.get(outbox_key)
             if key in self._data.deliveries or row is None or row[11] != token:
@@ -328,11 +333,11 @@ class MemoryOutbox:
             self._data.deliveries[key] = CLAIMED
             return True
 
-    def handed(self, key: str, at: int) -> None:
+    def handed(self, key: str, at: int) -> None:  # noqa: ARG002 - no audit in memory
         with self._lock:
             self._data.deliveries[key] = HANDED
 
-    def finish(self, outbox_key: str, token: str, at: int) -> None:
+    def finish(self, outbox_key: str, token: str, at: int) -> None:  # noqa: ARG002 - any claim
         with self._lock:
             fields = self._data.rows[outbox_key]
             if fields[10] is None:
