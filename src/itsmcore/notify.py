@@ -105,8 +105,8 @@ class MessageTemplate:
     checked when the template is given to a ``Subscription``, against the fields of the
     event types it takes.
 
-    >>> MessageTemplate("$id resolved", "Hello $recipient, $title is resolved: $notes").names
-    frozenset({'id', 'notes', 'recipient', 'title'})
+    >>> sorted(MessageTemplate("$id resolved", "Hello $recipient, $title: $notes").names)
+    ['id', 'notes', 'recipient', 'title']
     """
 
     subject: str
