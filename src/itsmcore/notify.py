@@ -149,12 +149,16 @@ def _placeholders(event: str, cls: type[Event]) -> set[str]:
     return (_fields(_record_class_of(event)) - _RECORD_ONLY) | _fields(cls) | PLACEHOLDERS
 
 
-def _event_types(events: object) -> frozenset[str]:
-    """The event types ``events`` names: full types, ``"resolved"`` (every practice's), ``"*"``."""
+def _collection(events: object) -> tuple[str, ...]:
     if isinstance(events, str) or not isinstance(events, Iterable):
         raise DefinitionError(
             f"events is a collection of event types, e.g. ('incident.resolved',), got {events!r}"
         )
+    return tuple(events)
+
+
+def _event_types(events: Iterable[object]) -> frozenset[str]:
+    """The event types ``events`` names: full types, ``"resolved"`` (every practice's), ``"*"``."""
     known = event_types()
     out: set[str] = set()
     for name in events:
@@ -234,7 +238,7 @@ class Subscription:
     """
 
     name: str = attrs.field(converter=_subscription_name)
-    events: tuple[str, ...] = attrs.field(converter=tuple)
+    events: tuple[str, ...] = attrs.field(converter=_collection)
     recipients: tuple[str | Resolver, ...] = attrs.field(converter=_recipients)
     channel: str = attrs.field(converter=_channel_name)
     template: MessageTemplate

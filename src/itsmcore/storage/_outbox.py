@@ -200,13 +200,16 @@ class SQLOutbox:
         free = f"dispatched_at IS NULL AND (claimed_until IS NULL OR claimed_until <= {m})"
         # PostgreSQL: rows another dispatcher is claiming right now are skipped, and the
         # condition is checked again on the locked row; SQLite runs one writer at a time.
+        # The pick is materialized once: a subquery under IN may run again per row and so
+        # take more than ``limit`` rows.
         lock = " FOR UPDATE SKIP LOCKED" if self._pg else ""
         sql = (
-            f"UPDATE itsm_outbox SET claim = {m}, claimed_until = {m} "  # noqa: S608 - fixed text
-            f"WHERE seq IN (SELECT seq FROM itsm_outbox WHERE {free} ORDER BY seq LIMIT {m}{lock})"
-            f" AND {free} RETURNING {_COLUMNS}"
+            f"WITH picked AS MATERIALIZED (SELECT seq FROM itsm_outbox WHERE {free} "  # noqa: S608 - fixed text
+            f"ORDER BY seq LIMIT {m}{lock}) "
+            f"UPDATE itsm_outbox SET claim = {m}, claimed_until = {m} "
+            f"WHERE seq IN (SELECT seq FROM picked) AND {free} RETURNING {_COLUMNS}"
         )
-        rows = self._run(lambda conn: conn.execute(sql, (token, until, at, limit, at)).fetchall())
+        rows = self._run(lambda conn: conn.execute(sql, (at, limit, token, until, at)).fetchall())
         return sorted((OutboxRow(*r) for r in rows), key=lambda r: r.seq)
 
     def deliveries(self, keys: Sequence[str]) -> dict[str, str]:
