@@ -28,7 +28,7 @@ from itsmcore.notify import (
     WebhookChannel,
     dispatch_pending,
 )
-from itsmcore.storage import InMemoryStore, PostgresStore, SQLiteStore
+from itsmcore.storage import InMemoryStore
 from itsmcore.storage._core import encode
 from itsmcore.testing import T0, histories
 
@@ -374,7 +374,7 @@ def test_the_email_channel_builds_a_standard_message() -> None:
 def test_an_address_that_is_not_one_fails_the_row_not_the_dispatch() -> None:
     store = InMemoryStore()
     _incident_story(store)
-    email = EmailChannel(list().append, sender="desk@example.org")  # names are not addresses
+    email = EmailChannel([].append, sender="desk@example.org")  # names are not addresses
     dispatcher = Dispatcher(channels={"email": email}, subscriptions=[_sub()])
     report = dispatch_pending(store, dispatcher, at=T0 + 2 * H)
     ((key, error),) = report.failed
@@ -432,9 +432,7 @@ def test_problems_notify_through_the_same_subscriptions() -> None:
         ({"store": object()}, "has no outbox"),
     ],
 )
-def test_bad_dispatch_arguments_are_validation_errors(
-    fields: dict[str, Any], message: str
-) -> None:
+def test_bad_dispatch_arguments_are_validation_errors(fields: dict[str, Any], message: str) -> None:
     spec: dict[str, Any] = {
         "store": InMemoryStore(),
         "dispatcher": Dispatcher(channels={"email": print}, subscriptions=[_sub()]),
