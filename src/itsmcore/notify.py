@@ -34,9 +34,10 @@ from itsmcore._time import to_us
 from itsmcore.errors import DefinitionError, ItsmError, ValidationError
 from itsmcore.events import Event, event_types, utc
 from itsmcore.record import Record, record_class
+from itsmcore.storage._outbox import OutboxRow
 
 if TYPE_CHECKING:
-    from itsmcore.storage._outbox import Outbox, OutboxRow
+    from itsmcore.storage._outbox import Outbox
 
 __all__ = [
     "PLACEHOLDERS",
@@ -47,6 +48,7 @@ __all__ = [
     "EmailChannel",
     "MessageTemplate",
     "Notification",
+    "OutboxRow",
     "Subscription",
     "WebhookChannel",
     "dispatch_pending",
