@@ -615,7 +615,7 @@ def test_killed_committers_and_dispatchers_lose_nothing_and_repeat_only_in_doubt
     dispatcher_until(3, None)  # runs to the end
 
     lines = log.read_text().split()
-    expected = _expected_keys(store)
+    expected = notify_crash.expected_keys(store)
     assert len(expected) == len(notify_crash.IDS) * notify_crash.PER_INCIDENT
     assert set(lines) == expected  # no key lost
     counts = Counter(lines)
@@ -628,12 +628,14 @@ def test_killed_committers_and_dispatchers_lose_nothing_and_repeat_only_in_doubt
     assert set(store.outbox().deliveries(sorted(expected)).values()) == {"handed"}
 
 
-def _expected_keys(store: Any) -> set[str]:
-    dispatcher = notify_crash.dispatcher(print)
-    keys = set()
-    with store.unit_of_work() as uow:
-        for row in store.outbox().rows():
-            record = uow.incidents.get(row.record_id)
-            at_version = Incident.replay(record.history[: row.version])
-            keys |= {n.key for n in dispatcher.notifications(row, at_version)}
-    return keys
+@pytest.mark.skipif(not hasattr(signal, "pause"), reason="needs POSIX signals")
+@pytest.mark.parametrize("probe", [False, True], ids=["keyed-channel", "channel-that-answers"])
+def test_dispatchers_killed_at_random_points_lose_nothing(
+    database: str, tmp_path: Path, probe: bool
+) -> None:
+    """The attack of notify_crash.py at a small budget: each round commits and dispatches
+    and is killed at a random point (after the commit, before or after a handover)."""
+    figures = notify_crash.attack(database, tmp_path / "channel.log", 4, probe=probe)
+    assert figures["keys lost"] == 0
+    assert figures["notifications"] == 4 * 3 * 2  # four reassignments of three incidents
+    assert figures["kills"] >= 1
