@@ -27,6 +27,7 @@ from itsmcore.notify import (
     Subscription,
     WebhookChannel,
     dispatch_pending,
+    purge_dispatched,
 )
 from itsmcore.storage import InMemoryStore
 from itsmcore.storage._core import encode
@@ -553,6 +554,29 @@ def test_notifications_in_doubt_are_asked_about_when_the_channel_can_answer(
     assert report.redelivered == (notes[1].key,)  # in doubt, not received: handed now
     assert report.handed == tuple(n.key for n in notes[1:])
     assert Counter(channel.accepted) == Counter(n.key for n in notes)
+
+
+def test_purging_removes_only_rows_dispatched_before_the_time(target: str) -> None:
+    store = _store(target)
+    _incident_story(store)
+    channel = Flaky()
+    dispatcher = _resolved_dispatcher(channel)
+    dispatch_pending(store, dispatcher, at=T0 + H, limit=2)  # versions 1 and 2
+    dispatch_pending(store, dispatcher, at=T0 + 3 * H, limit=1)  # version 3
+    assert purge_dispatched(store, before=T0 + H) == 0  # dispatched at T0 + H: not before
+    assert purge_dispatched(store, before=T0 + 2 * H) == 2
+    assert [r.key for r in store.outbox().rows()] == ["incidents/INC1/3", "incidents/INC1/4"]
+    assert len(channel.accepted) == 4  # two for each assignment
+    assert store.outbox().deliveries(channel.accepted[:2]) == {}
+    kept = channel.accepted[2:]
+    assert store.outbox().deliveries(kept) == dict.fromkeys(kept, "handed")
+    assert purge_dispatched(store, before=T0 + 9 * H) == 1  # the pending one stays
+    _save(store, "INC1", lambda i: i.close(at=T0 + 4 * H, by="desk"))
+    assert [r.key for r in store.outbox().pending()] == ["incidents/INC1/4", "incidents/INC1/5"]
+    dispatch_pending(store, dispatcher, at=T0 + 9 * H)
+    assert len(channel.accepted) == len(set(channel.accepted)) == 5
+    with pytest.raises(ValidationError, match="naive"):
+        purge_dispatched(store, before=T0.replace(tzinfo=None))
 
 
 # --------------------------------------------------------------------------- kill -9

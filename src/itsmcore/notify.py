@@ -52,6 +52,7 @@ __all__ = [
     "Subscription",
     "WebhookChannel",
     "dispatch_pending",
+    "purge_dispatched",
 ]
 
 PLACEHOLDERS: Final = frozenset(
@@ -126,8 +127,11 @@ class MessageTemplate:
     def render(self, values: Mapping[str, str]) -> tuple[str, str]:
         """``(subject, body)`` with every placeholder replaced by its value in ``values``."""
         subject, body = self._parts
-        # A subject is one header line: line breaks a value brings in become spaces.
-        return " ".join(subject.substitute(values).split()), body.substitute(values)
+        try:
+            # A subject is one header line: line breaks a value brings in become spaces.
+            return " ".join(subject.substitute(values).split()), body.substitute(values)
+        except KeyError as exc:
+            raise ValidationError(f"no value for the template's ${exc.args[0]}") from None
 
 
 # --------------------------------------------------------------------------- subscriptions
@@ -478,6 +482,10 @@ class Dispatcher:
         found = getattr(self.channels[channel], "received", None)
         return found if callable(found) else None
 
+    def wants(self, event: str) -> bool:
+        """Whether any subscription takes events of type ``event``."""
+        return any(event in sub.types for sub in self.subscriptions)
+
     def notifications(self, row: OutboxRow, record: Any) -> list[Notification]:
         """The notifications an outbox row makes, ``record`` being as the event left it.
 
@@ -590,6 +598,10 @@ class _Run:
     def row(self, uow: Any, row: OutboxRow) -> str | None:
         """Hand over the row's notifications; an error text if one failed."""
         outbox, lists = self.outbox, self.lists
+        if not self.dispatcher.wants(row.type):  # nobody subscribed: nothing to read
+            outbox.finish(row.key, self.token, self.now)
+            lists["dispatched"].append(row.key)
+            return None
         try:
             notes = self.dispatcher.notifications(row, self.record_at(uow, row))
         except ItsmError as exc:  # the record cannot be read: a store problem to look at
@@ -667,6 +679,17 @@ def dispatch_pending(
                 run.lists["failed"].append((row.key, error))
                 waiting.add(record)
     return DispatchReport(**{name: tuple(items) for name, items in run.lists.items()})
+
+
+def purge_dispatched(store: Any, *, before: datetime) -> int:
+    """Delete the outbox rows dispatched before ``before``, and their markers; how many.
+
+    Rows still pending are never touched, whatever their age.
+    """
+    outbox = getattr(store, "outbox", None)
+    if not callable(outbox):
+        raise ValidationError(f"{type(store).__name__} has no outbox; use an itsmcore store")
+    return int(outbox().purge(to_us(utc(before))))
 
 
 def to_us_delta(value: timedelta) -> int:

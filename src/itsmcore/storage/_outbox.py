@@ -150,6 +150,10 @@ class Outbox(Protocol):
         """Mark the row dispatched (every notification of it handed)."""
         ...
 
+    def purge(self, before: int) -> int:
+        """Delete rows dispatched before ``before`` (µs) and their markers; how many rows."""
+        ...
+
     def release(self, outbox_key: str, token: str, error: str | None) -> None:
         """Give the row back for the next dispatch, counting a failed attempt if ``error``."""
         ...
@@ -258,6 +262,19 @@ class SQLOutbox:
         params = (0 if error is None else 1, error, outbox_key, token)
         self._run(lambda conn: conn.execute(sql, params))
 
+    def purge(self, before: int) -> int:
+        m = self._mark
+        old = f"SELECT key FROM itsm_outbox WHERE dispatched_at IS NOT NULL AND dispatched_at < {m}"  # noqa: S608 - fixed text
+
+        def work(conn: Any) -> int:
+            # Markers first: a crash between the two statements leaves rows whose markers
+            # are gone, which is harmless for a dispatched row (it is never read again).
+            conn.execute(f"DELETE FROM itsm_deliveries WHERE outbox_key IN ({old})", (before,))  # noqa: S608 - fixed text
+            sql = "DELETE FROM itsm_outbox WHERE dispatched_at IS NOT NULL AND dispatched_at < "
+            return int(conn.execute(sql + m, (before,)).rowcount)
+
+        return int(self._run(work))
+
 
 def _operational(exc: BaseException) -> bool:
     import psycopg  # noqa: PLC0415 - only reached with psycopg's own errors
@@ -276,6 +293,7 @@ class MemoryOutboxData:
     def __init__(self) -> None:
         self.rows: dict[str, list[Any]] = {}  # key -> OutboxRow fields + [claim, until]
         self.deliveries: dict[str, str] = {}
+        self.owner: dict[str, str] = {}  # notification key -> outbox key
         self.seq = 0
 
     def add(self, changes: Iterable[RecordWrite]) -> None:
@@ -334,6 +352,7 @@ class MemoryOutbox:
             if key in self._data.deliveries or row is None or row[11] != token:
                 return False
             self._data.deliveries[key] = CLAIMED
+            self._data.owner[key] = outbox_key
             return True
 
     def handed(self, key: str, at: int) -> None:  # noqa: ARG002 - no audit in memory
@@ -345,6 +364,20 @@ class MemoryOutbox:
             fields = self._data.rows[outbox_key]
             if fields[10] is None:
                 fields[10], fields[11], fields[12] = at, None, None
+
+    def purge(self, before: int) -> int:
+        with self._lock:
+            rows = self._data.rows
+            gone = [k for k, f in rows.items() if f[10] is not None and f[10] < before]
+            for key in gone:
+                del rows[key]
+            markers = self._data.deliveries
+            # Markers name their notification, not their row: keep those of rows kept.
+            self._data.deliveries = {
+                k: v for k, v in markers.items() if self._data.owner.get(k) in rows
+            }
+            self._data.owner = {k: o for k, o in self._data.owner.items() if o in rows}
+            return len(gone)
 
     def release(self, outbox_key: str, token: str, error: str | None) -> None:
         with self._lock:
