@@ -205,9 +205,9 @@ def attack(target: str, log: Path, rounds: int, *, probe: bool, seed_: int = 7) 
     }  # fmt: skip
 
 
-def expected_keys(store: Any) -> set[str]:
-    """Every notification key the outbox's rows make, computed afresh."""
-    made = dispatcher(print)
+def expected_keys(store: Any, made: Dispatcher | None = None) -> set[str]:
+    """Every notification key the outbox's rows make (through ``made``), computed afresh."""
+    made = dispatcher(print) if made is None else made
     keys: set[str] = set()
     with store.unit_of_work() as uow:
         for row in store.outbox().rows():

@@ -663,3 +663,65 @@ def test_dispatchers_killed_at_random_points_lose_nothing(
     assert figures["keys lost"] == 0
     assert figures["notifications"] == 4 * 3 * 2  # four reassignments of three incidents
     assert figures["kills"] >= 1
+
+
+# --------------------------------------------------------------------------- property
+
+
+class Fickle:
+    """A channel that fails as told: refusing outright, or after accepting (a lost ack)."""
+
+    def __init__(self, *, probe: bool) -> None:
+        self.accepted: list[str] = []
+        self.plan: list[str] = []  # what the next handovers do: "ok", "refuse", "lose-ack"
+        self.lost_acks = 0
+        if probe:
+            self.received = lambda key: key in self.accepted
+
+    def __call__(self, notification: Notification) -> None:
+        what = self.plan.pop(0) if self.plan else "ok"
+        if what == "refuse":
+            raise ConnectionError("refused")
+        self.accepted.append(notification.key)
+        if what == "lose-ack":
+            self.lost_acks += 1
+            raise TimeoutError("accepted, but the answer never came")
+
+
+@settings(max_examples=40)
+@given(
+    probe=st.booleans(),
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("change"), st.sampled_from(["INC1", "INC2"])),
+            st.tuples(st.just("dispatch"), st.lists(st.sampled_from(["ok", "refuse", "lose-ack"]),
+                                                    max_size=4), st.integers(1, 3)),
+        ),
+        max_size=12,
+    ),
+)  # fmt: skip
+def test_whatever_fails_each_key_arrives_and_repeats_only_after_a_lost_ack(
+    probe: bool, steps: list[Any]
+) -> None:
+    store = InMemoryStore()
+    _add(store, _opened("INC1"), _opened("INC2", caller="lee"))
+    channel = Fickle(probe=probe)
+    dispatcher = _resolved_dispatcher(channel)
+    clock = T0
+    for step in steps:
+        clock += M
+        if step[0] == "change":
+            person = f"p{clock.minute}"
+            _save(store, step[1], lambda i: i.assign(assignee=person, group="g", at=clock, by="d"))  # noqa: B023
+        else:
+            channel.plan = list(step[1])
+            dispatch_pending(store, dispatcher, at=clock, limit=step[2])
+            assert set(channel.accepted) <= notify_crash.expected_keys(store, dispatcher)
+    channel.plan = []
+    while dispatch_pending(store, dispatcher, at=clock + H).dispatched:
+        pass
+    expected = notify_crash.expected_keys(store, dispatcher)
+    assert set(channel.accepted) == expected
+    repeats = len(channel.accepted) - len(expected)
+    assert repeats == (0 if probe else channel.lost_acks)
+    assert store.outbox().pending() == []
