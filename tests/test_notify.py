@@ -579,6 +579,32 @@ def test_purging_removes_only_rows_dispatched_before_the_time(target: str) -> No
         purge_dispatched(store, before=T0.replace(tzinfo=None))
 
 
+def test_a_broken_record_or_recipient_function_fails_its_row_and_no_other() -> None:
+    store = InMemoryStore()
+    _incident_story(store)
+    _add(store, _opened("INC2", caller="lee"))
+    _save(store, "INC2", lambda i: i.resolve(code="user_error", notes="typo", at=T0, by="s"))
+    _add(store, _opened("INC3", caller="kai"))
+    _save(store, "INC3", lambda i: i.resolve(code="user_error", notes="typo", at=T0, by="s"))
+    rows = store._events["incidents", "INC3"]
+    rows[1] = rows[1]._replace(data="{not json")
+
+    def picky(record: Any, event: Any) -> str:
+        if record.id == "INC1":
+            raise LookupError("no such person in the directory")
+        return record.caller
+
+    got: list[Notification] = []
+    dispatcher = Dispatcher(channels={"log": got.append},
+                            subscriptions=[_sub(recipients=[picky], channel="log")])  # fmt: skip
+    report = dispatch_pending(store, dispatcher, at=T0 + 2 * H)
+    failed = dict(report.failed)
+    assert failed["incidents/INC1/4"] == "LookupError: no such person in the directory"
+    assert failed["incidents/INC3/2"].startswith("CorruptionError: incidents 'INC3'")
+    assert [(n.record_id, n.recipient, n.role) for n in got] == [("INC2", "lee", "picky")]
+    assert {r.key for r in store.outbox().pending()} == {"incidents/INC1/4", "incidents/INC3/2"}
+
+
 # --------------------------------------------------------------------------- kill -9
 
 

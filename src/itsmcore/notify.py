@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import attrs
 
 from itsmcore._time import to_us
-from itsmcore.errors import DefinitionError, ItsmError, ValidationError
+from itsmcore.errors import DefinitionError, TransientError, ValidationError
 from itsmcore.events import Event, event_types, utc
 from itsmcore.record import Record, record_class
-from itsmcore.storage._outbox import OutboxRow
+from itsmcore.storage._outbox import HANDED, OutboxRow
 
 if TYPE_CHECKING:
     from itsmcore.storage._outbox import Outbox
@@ -595,6 +595,35 @@ class _Run:
             return record
         return type(record).replay(record.history[: row.version])
 
+    def hand_over(self, row: OutboxRow, note: Notification, state: str | None) -> str | None:
+        """Hand ``note`` over unless it was; an error text if it failed."""
+        outbox, lists = self.outbox, self.lists
+        if state is None and not outbox.begin(note.key, row.key, self.token, self.now):
+            # Someone else marked it since we read, or took the row over from us.
+            state = outbox.deliveries([note.key]).get(note.key)
+            if state is None:
+                return "the claim on the row was taken over (its lease ran out)"
+        if state == HANDED:
+            return None
+        if state is not None:  # in doubt: claimed by a dispatcher that did not finish
+            probe = self.dispatcher.probe(note.channel)
+            try:
+                received = probe is not None and probe(note.key) is True
+            except Exception as exc:  # noqa: BLE001 - user code: it cannot tell now
+                return f"channel {note.channel!r} could not say: {type(exc).__name__}: {exc}"
+            if received:
+                outbox.handed(note.key, self.now)
+                lists["confirmed"].append(note.key)
+                return None
+            lists["redelivered"].append(note.key)
+        try:
+            self.dispatcher.channels[note.channel](note)
+        except Exception as exc:  # noqa: BLE001 - a channel is user code: any failure
+            return f"channel {note.channel!r} refused {note.key}: {type(exc).__name__}: {exc}"
+        outbox.handed(note.key, self.now)
+        lists["handed"].append(note.key)
+        return None
+
     def row(self, uow: Any, row: OutboxRow) -> str | None:
         """Hand over the row's notifications; an error text if one failed."""
         outbox, lists = self.outbox, self.lists
@@ -604,31 +633,16 @@ class _Run:
             return None
         try:
             notes = self.dispatcher.notifications(row, self.record_at(uow, row))
-        except ItsmError as exc:  # the record cannot be read: a store problem to look at
+        except TransientError:
+            raise  # the store is busy: the whole call is, and the lease gives the rows back
+        except Exception as exc:  # noqa: BLE001 - the record cannot be read (corrupt, a kind
+            # not served) or a recipient function of the user's failed: this row fails
             return f"{type(exc).__name__}: {exc}"
         states = outbox.deliveries([n.key for n in notes])
         for note in notes:
-            state = states.get(note.key)
-            if state is None and not outbox.begin(note.key, row.key, self.token, self.now):
-                # Someone else marked it since we read, or took the row over from us.
-                state = outbox.deliveries([note.key]).get(note.key)
-                if state is None:
-                    return "the claim on the row was taken over (its lease ran out)"
-            if state == "handed":
-                continue
-            if state is not None:  # in doubt: claimed by a dispatcher that did not finish
-                probe = self.dispatcher.probe(note.channel)
-                if probe is not None and probe(note.key):
-                    outbox.handed(note.key, self.now)
-                    lists["confirmed"].append(note.key)
-                    continue
-                lists["redelivered"].append(note.key)
-            try:
-                self.dispatcher.channels[note.channel](note)
-            except Exception as exc:  # noqa: BLE001 - a channel is user code: any failure
-                return f"channel {note.channel!r} refused {note.key}: {type(exc).__name__}: {exc}"
-            outbox.handed(note.key, self.now)
-            lists["handed"].append(note.key)
+            error = self.hand_over(row, note, states.get(note.key))
+            if error is not None:
+                return error
         outbox.finish(row.key, self.token, self.now)
         lists["dispatched"].append(row.key)
         return None
