@@ -463,7 +463,7 @@ class Flaky:
 
 def _resolved_dispatcher(channel: Any) -> Dispatcher:
     return Dispatcher(channels={"log": channel}, subscriptions=[
-        _sub(name="assigned", events=["assigned"], recipients=["assignee", "group"],
+        _sub(name="assigned", events=["incident.assigned"], recipients=["assignee", "group"],
              channel="log"),
         _sub(channel="log"),
     ])  # fmt: skip

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Self
 from itsmcore.repository import kind_map
 from itsmcore.search import Bm25Index
 from itsmcore.storage._core import EventRow, RecordWrite, UnitOfWorkBase, conflict
-from itsmcore.storage._search import index_memory, search_memory
 from itsmcore.storage._outbox import MemoryOutbox, MemoryOutboxData, Outbox
+from itsmcore.storage._search import index_memory, search_memory
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
