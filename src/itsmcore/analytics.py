@@ -253,10 +253,19 @@ class Partial:
         spec = _spec(kpis[0])
         values = [frame[name].tolist() for name in spec.columns]
         parts = [
-            cls(kpi=k, options=_freeze(o), sums={g: tuple(int(v[i]) for v in values)})
+            cls(kpi=k, options=_freeze(o), sums={_group(g): tuple(int(v[i]) for v in values)})
             for i, (k, o, g) in enumerate(zip(kpis, options, groups, strict=True))
         ]
         return combine(parts)
+
+
+def _group(value: Any) -> Any:
+    """A group read back from a frame: a missing one (NaN, ``pd.NA``) is ``None`` again."""
+    if isinstance(value, float) and value != value:  # noqa: PLR0124 - NaN is not itself
+        return None
+    if type(value).__name__ == "NAType":
+        return None
+    return value
 
 
 def _freeze(value: Any) -> Any:
