@@ -3,6 +3,7 @@ typed errors for bad input, and the same answers per partition under Dask on the
 
 from __future__ import annotations
 
+import io
 import random
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from itsmcore import (
 )
 from itsmcore import analytics as kpi
 from itsmcore.change import ApprovalLevel, change_measures
+from itsmcore.io import read_incident_log
 
 T0 = datetime(2025, 3, 3, 9, tzinfo=UTC)
 M = timedelta(minutes=1)
@@ -497,22 +499,17 @@ def test_dask_partitions_give_the_single_process_answers():
         pytest.skip(f"the bundled log is not at {real.LOG}")
     with real.zipfile.ZipFile(real.LOG) as archive, archive.open("incident_event_log.csv") as raw:
         log = pd.read_csv(raw, dtype=str, keep_default_na=False)
-    workflow = real.incident_workflow(**real.DESK, reopen_closed=True, name="uci-log")
+    whole_log = read_incident_log(real.LOG, zone="UTC")
+    # Every partition reads with the whole log's matrix and workflow, as one desk would.
+    workflow, matrix = whole_log.workflow, whole_log.report.matrix
     at = datetime(2016, 6, 1, tzinfo=UTC)
     points = kpi.series(datetime(2016, 3, 1, tzinfo=UTC), at, every="week")
     cal = BusinessCalendar.weekly({"mon-fri": "08:00-18:00"}, tz="Europe/Lisbon")
 
     def replayed(rows: pd.DataFrame) -> list[Incident]:
-        by_number: dict[str, list[dict[str, str]]] = defaultdict(list)
-        for row in rows.to_dict("records"):
-            by_number[row["number"]].append(row)
-        out = []
-        for number_rows in by_number.values():
-            try:
-                out.append(real._replay(number_rows, workflow))
-            except real.ItsmError:  # the log's 19 genuine anomalies (test_real_log)
-                continue
-        return out
+        text = rows.to_csv(index=False)
+        found = read_incident_log(io.StringIO(text), zone="UTC", workflow=workflow, matrix=matrix)
+        return list(found.incidents.values())
 
     def partials(records: list[Incident]) -> list[kpi.Partial]:
         return [
@@ -535,7 +532,7 @@ def test_dask_partitions_give_the_single_process_answers():
         meta = per_partition(log.head(0).set_index("number"))
         found = ddf.map_partitions(per_partition, meta=meta).compute()
     assert ddf.npartitions == 4
-    whole = partials(replayed(log))
+    whole = partials(list(whole_log.incidents.values()))
     assert whole[0].sums  # the real records were read
     for part in whole:
         frames = found[found["kpi"] == part.kpi]
