@@ -157,3 +157,52 @@ def test_the_commands_in_the_docs_run_as_shown(tmp_path: Path) -> None:
         if rest.lstrip().startswith("```text"):
             shown = rest.lstrip().removeprefix("```text\n").split("```", 1)[0]
             assert done.stdout == shown
+
+
+def test_import_then_explain_in_a_new_process(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from test_io import LIFE, _csv  # noqa: PLC0415 - the io tests' small export
+
+    export = tmp_path / "export.csv"
+    export.write_text(_csv(LIFE))
+    store = f"sqlite:///{tmp_path / 'desk.db'}"
+    code, out, err = run(capsys, "import", str(export), "--store", store, "--zone", "UTC")
+    assert (code, err) == (0, "")
+    assert "0 rows rejected" in out
+    assert f"stored 1 incidents in {store}" in out
+    # Another process knows nothing of this one: the import's workflow loads by its name.
+    done = subprocess.run(
+        [sys.executable, "-m", "itsmcore.cli", "sla", "explain", "INC1", "--store", store,
+         "--hours", "24x7", "--tz", "UTC", "--at", "2016-03-01T00:00+00:00"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "resumed after reopening" in done.stdout
+    code, _, err = run(capsys, "import", str(tmp_path / "nope.csv"), "--store", store,
+                       "--zone", "UTC")  # fmt: skip
+    assert (code, err) == (1, f"itsmcore: no such file: {tmp_path / 'nope.csv'}\n")
+    code, _, err = run(capsys, "import", str(export), "--store", store, "--zone", "Europe")
+    assert code == 1
+    assert "unknown time zone" in err
+
+
+def test_report_writes_the_page_from_a_store(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    run(capsys, "demo", "--folder", str(tmp_path), "--incidents", "60")
+    store = f"sqlite:///{tmp_path / 'desk.db'}"
+    out_file = tmp_path / "report.html"
+    code, out, err = run(capsys, "report", "--store", store, "--out", str(out_file),
+                         "--rate", "95")  # fmt: skip
+    assert (code, err) == (0, "")
+    assert out.startswith(f"wrote {out_file}")
+    html = out_file.read_text()
+    assert html.startswith("<!DOCTYPE html>")
+    assert html.count("<svg") == 3
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    code, _, err = run(capsys, "report", "--store", empty, "--out", str(out_file))
+    assert (code, err) == (1, f"itsmcore: no incidents in {empty}\n")
+    code, _, err = run(capsys, "report", "--store", store, "--out", str(out_file), "--rate", "-1")
+    assert code == 1
+    assert "--rate must not be negative" in err

@@ -1,6 +1,8 @@
 """The ``itsmcore`` command: a demo desk, imports of real exports, reports, SLA stories.
 
     itsmcore demo [--folder DIR]                 a generated month in SQLite, its tables
+    itsmcore import FILE --store URL --zone TZ   an incident event log into a store
+    itsmcore report --store URL --out FILE       a self-contained HTML report
     itsmcore sla explain ID --store URL          one record's SLA clocks as a timeline
 
 Stores are named by URL: ``sqlite:///desk.db`` (a relative path), ``sqlite:////tmp/desk.db``
@@ -20,6 +22,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+
+import attrs
 
 from itsmcore._time import zone
 from itsmcore.calendar import BusinessCalendar
@@ -90,6 +94,41 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="the same seed gives the same month")
     demo.add_argument("--incidents", type=_positive, default=300, help="how many (default 300)")
     demo.set_defaults(run=_demo)
+
+    load = commands.add_parser(
+        "import",
+        help="read an incident event log (a ServiceNow-style export) into a store",
+        description="Read an incident event log — one row per update, such as a ServiceNow "
+        "export (.csv or a .zip holding one) — into a store, every incident with its whole "
+        "history. Rows that cannot be read are reported with their line and reason.",
+    )
+    load.add_argument("file", type=Path, help="the export: a .csv file or a .zip holding one")
+    _store_option(load)
+    load.add_argument(
+        "--zone", required=True,
+        help="the time zone the export's naive times are in, e.g. Europe/Lisbon or UTC",
+    )  # fmt: skip
+    load.set_defaults(run=_import)
+
+    report = commands.add_parser(
+        "report",
+        help="write a self-contained HTML report of a store's incidents",
+        description="Write a self-contained HTML report (key figures, SLA compliance by "
+        "priority and month, backlog, time to resolve, recurring-incident candidates with "
+        "their yearly cost) of the incidents in a store.",
+    )
+    _store_option(report)
+    report.add_argument("--out", type=Path, required=True, help="the HTML file to write")
+    report.add_argument(
+        "--at", type=_instant,
+        help="as of this ISO instant (default: the store's last update)",
+    )  # fmt: skip
+    report.add_argument(
+        "--rate", type=float, default=1.0,
+        help="what an hour of call-out costs, for recurring incidents (default 1: hours)",
+    )  # fmt: skip
+    _calendar_options(report)
+    report.set_defaults(run=_report)
 
     sla = commands.add_parser("sla", help="SLA clocks", description="SLA clocks.")
     sla_commands = sla.add_subparsers(title="commands", metavar="COMMAND")
@@ -287,6 +326,86 @@ def _sla_table(incidents: Sequence[Any], at: datetime, out: TextIO) -> None:
         out.write(f"{cell['breached']:>10}{cell['running']:>9}{share:>12}\n")
 
 
+IMPORT_WORKFLOW = "itsmcore-import"
+"""The workflow ``itsmcore import`` stores incidents on: the incident lifecycle with what
+real exports show (closing without a resolution, updates to closed incidents), and any
+resolution code, hold reason or channel the export names. Registered by every command
+that reads a store, so imported incidents load back."""
+
+
+def _import_workflow() -> Any:
+    from itsmcore.incident import Incident  # noqa: PLC0415 - the commands that need it
+    from itsmcore.io import import_workflow  # noqa: PLC0415
+
+    base = import_workflow(resolution_codes=["solution provided"], name=IMPORT_WORKFLOW)
+    workflow = attrs.evolve(base, choices={})  # any value the export names
+    Incident.register_workflow(workflow, replace=True)
+    return workflow
+
+
+def _import(args: argparse.Namespace, out: TextIO) -> None:
+    from itsmcore.io import read_incident_log  # noqa: PLC0415 - only this command reads logs
+
+    if not args.file.exists():
+        raise UserError(f"no such file: {args.file}")
+    zone(args.zone)  # an unknown zone is a mistake before the file is read
+    with open_store(args.store) as store:
+        _progress(f"reading {args.file}")
+        result = read_incident_log(args.file, zone=args.zone, workflow=_import_workflow())
+        incidents = list(result.incidents.values())
+        batch = 1000
+        for start in range(0, len(incidents), batch):
+            with store.unit_of_work() as uow:
+                for incident in incidents[start : start + batch]:
+                    uow.incidents.add(incident)
+                uow.commit()
+            _progress(f"storing incidents {_bar(start + batch, len(incidents))}")
+        _progress("", done=True)
+    out.write(result.report.summary() + "\n")
+    out.write(f"stored {len(incidents):,} incidents in {args.store}\n")
+
+
+def _bar(done: int, total: int, width: int = 30) -> str:
+    done = min(done, total)
+    filled = width * done // max(total, 1)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}"
+
+
+def _progress(text: str, *, done: bool = False) -> None:
+    """A progress line on stderr, redrawn in place on a terminal; quiet when piped."""
+    if not sys.stderr.isatty():
+        return
+    sys.stderr.write("\r\x1b[K" + text + ("\n" if done and text else ""))
+    if done:
+        sys.stderr.write("\r\x1b[K")
+    sys.stderr.flush()
+
+
+def _report(args: argparse.Namespace, out: TextIO) -> None:
+    from itsmcore.recurrence import Billing  # noqa: PLC0415 - only this command reports
+    from itsmcore.report import html_report  # noqa: PLC0415
+
+    calendar = _calendar(args.hours, args.tz)
+    targets = _targets(args.targets)
+    clocks = [
+        SLADefinition.incident_resolution(targets, calendar),
+        SLADefinition.incident_response({p: t / 8 for p, t in targets.items()}, calendar),
+    ]
+    if args.rate < 0:
+        raise UserError(f"--rate must not be negative, got {args.rate}")
+    _import_workflow()
+    with open_store(args.store) as store, store.unit_of_work() as uow:
+        incidents = list(uow.incidents.iterate(batch=2000))
+    if not incidents:
+        raise UserError(f"no incidents in {args.store}")
+    at = args.at or max(i.updated_at for i in incidents)
+    page = html_report(
+        incidents, at=at, calendar=calendar, clocks=clocks, billing=Billing(rate=args.rate)
+    )
+    args.out.write_text(page, encoding="utf-8")
+    out.write(f"wrote {args.out} ({len(page) // 1024:,} KB, {len(incidents):,} incidents)\n")
+
+
 def _explain(args: argparse.Namespace, out: TextIO) -> None:
     calendar = _calendar(args.hours, args.tz)
     targets = _targets(args.targets)
@@ -296,6 +415,7 @@ def _explain(args: argparse.Namespace, out: TextIO) -> None:
         clock = SLADefinition.incident_resolution(targets, calendar)
     at = args.at or datetime.now(UTC)
     tz = zone(args.tz)
+    _import_workflow()
     with open_store(args.store) as store, store.unit_of_work() as uow:
         try:
             record = uow.incidents.get(args.id)
