@@ -394,6 +394,8 @@ class UnitOfWork(Protocol):
 
     incidents: Repository[Incident]
     problems: Repository[Problem]
+    changes: Repository[Change]
+    requests: Repository[ServiceRequest]
     knowledge: Repository[KnowledgeArticle]
 
     def repository(self, cls: type[R]) -> Repository[R]:
