@@ -36,6 +36,7 @@ def test_the_sample_month_is_reproducible_and_every_record_replays() -> None:
     assert states["closed"] > states["resolved"] > 0
     assert any(i.reopen_count for i in month.incidents)
     assert any(i.reassignment_count > 1 for i in month.incidents)
+    assert any(i.first_contact_resolution for i in month.incidents)
     assert sum(OFFICE.is_open(i.opened_at) for i in month.incidents) > 0.8 * len(month.incidents)
     linked = {t for p in month.problems for t in p.incidents}
     assert all(i.id in linked for i in month.incidents if i.problems)
@@ -51,6 +52,9 @@ def test_demo_stores_the_month_and_prints_its_sla_table(
     assert "SLA compliance by priority" in out
     assert "incident resolution" in out
     assert "incident response" in out
+    assert "Key figures" in out
+    assert "first-contact resolution" in out
+    assert "change success rate" in out
     with SQLiteStore(tmp_path / "desk.db") as store, store.unit_of_work() as uow:
         month = sample_month(incidents=80)
         assert uow.incidents.get(month.incidents[5].id) == month.incidents[5]

@@ -277,6 +277,7 @@ def _demo(args: argparse.Namespace, out: TextIO) -> None:
         out.write(f"  {len(month.incidents)} incidents ({_counts(counts)}), ")
         out.write(f"{len(month.problems)} problems, {len(month.changes)} changes\n\n")
         _sla_table(month.incidents, month.end, out)
+        _kpi_table(month, out)
         if args.folder is not None:
             first = month.incidents[0].id
             out.write(
@@ -443,13 +444,49 @@ def _explain(args: argparse.Namespace, out: TextIO) -> None:
     out.write("\n")
 
 
+def _kpi_table(month: Any, out: TextIO) -> None:
+    from itsmcore import analytics  # noqa: PLC0415 - only the demo prints KPIs here
+
+    at, incidents, changes = month.end, month.incidents, month.changes
+    out.write("\nKey figures (business hours, as of the month's end)\n")
+    rows = [
+        (
+            f"mean time to acknowledge, {row.group}",
+            _span(row.business_mean) if row.business_mean else "-",
+            f"{row.count} incidents",
+        )
+        for row in analytics.mtta(incidents, at=at, by="priority", calendar=OFFICE)
+    ]
+    rows += [
+        (
+            f"mean time to resolve, {row.group}",
+            _span(row.business_mean) if row.business_mean else "-",
+            f"{row.count} resolved, {row.pending} open",
+        )
+        for row in analytics.mttr(incidents, at=at, by="priority", calendar=OFFICE)
+    ]
+    shares = [
+        ("first-contact resolution", analytics.first_contact_resolution(incidents, at=at)),
+        ("reopen rate", analytics.reopen_rate(incidents, at=at)),
+        ("change success rate", analytics.change_success_rate(changes, at=at)),
+        ("emergency changes", analytics.emergency_change_ratio(changes, at=at)),
+    ]
+    for name, (row,) in shares:
+        rate = "-" if row.rate is None else f"{100 * row.rate:.1f} %"
+        rows.append((name, rate, f"{row.hits} of {row.count}"))
+    (moves,) = analytics.reassignment(incidents, at=at)
+    rows.append(("reassignments per incident", f"{moves.mean:.2f}", f"{moves.count} incidents"))
+    for name, value, basis in rows:
+        out.write(f"  {name:<44}{value:>14}   {basis}\n")
+
+
 def _span(span: timedelta) -> str:
     """``12 h 36 min``: business time as people read it."""
     sign, span = ("-", -span) if span < timedelta(0) else ("", span)
     minutes, seconds = divmod(round(span.total_seconds()), 60)
     hours, minutes = divmod(minutes, 60)
     parts = [f"{hours} h" if hours else "", f"{minutes} min" if minutes else ""]
-    parts.append(f"{seconds} s" if seconds or not (hours or minutes) else "")
+    parts.append(f"{seconds} s" if (seconds and not hours) or not (hours or minutes) else "")
     return sign + " ".join(p for p in parts if p)
 
 

@@ -112,15 +112,17 @@ def _incident(rng: random.Random, k: int, first: datetime, end: datetime) -> Inc
         id=f"INC{k + 1:05d}", title=rng.choice(titles), caller=rng.choice(_CALLERS),
         impact=impact, urgency=urgency, at=at, by="desk", channel=rng.choice(_CHANNELS),
         service=service, ci=rng.choice(cis), category=category,
+        # Routed as it is logged, mostly; the rest wait for the desk to triage them.
+        assignment_group="service-desk" if rng.random() < 0.15 else group,
     )  # fmt: skip
     agent = rng.choice(_AGENTS)
     t = OFFICE.add(at, _whole(minutes=rng.expovariate(1 / 25)))
     if t >= end:
         return record
     record = record.assign(group=group, assignee=agent, at=t, by="desk")
-    if rng.random() < 0.15:  # sent to the wrong team first
+    if rng.random() < 0.08:  # sent to the wrong team, and back
         t += timedelta(minutes=rng.randrange(5, 90))
-        record = record.assign(group="service-desk", assignee=rng.choice(_AGENTS), at=t, by="desk")
+        record = record.assign(group="web", assignee=rng.choice(_AGENTS), at=t, by="desk")
         record = record.assign(group=group, assignee=agent, at=t + timedelta(minutes=20), by="desk")
         t += timedelta(minutes=20)
     t = OFFICE.add(t, _whole(minutes=rng.expovariate(1 / 30)))
