@@ -14,6 +14,7 @@ status 1; a wrong command line is exit status 2 with the usage; success is 0.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import tempfile
@@ -61,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         args.run(args, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `itsmcore demo | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a pipe's writer killed by SIGPIPE
     except (UserError, ItsmError, OSError) as exc:
         sys.stderr.write(f"itsmcore: {_message(exc)}\n")
         return 1
