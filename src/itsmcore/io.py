@@ -385,15 +385,15 @@ def _read_text(source: str | PathLike[str] | TextIO, member: str | None) -> str:
     return text.removeprefix("\ufeff")
 
 
-def _split(text: str, width: int, head: int) -> tuple[list[int], list[list[Any]], list[RejectedRow]]:
-    """The data rows' lines, each cut into its first ``head`` cells and the rest, the tail.
+def _split(text: str, width: int, head: int) -> tuple[list[int], list[Any], list[RejectedRow]]:
+    """The data rows' lines and columns: the first ``head`` columns, then the rest (the tail).
 
     Text without a quote or a carriage return is what the csv module would read as plain
     comma-separated lines: each line is split at its first ``head`` commas only (a line's
     tail, the columns after those an update changes, is usually the line before's, and is
-    read once per distinct value), its width checked by counting the tail's commas. Any
-    other text goes through the csv module, its tails kept as tuples of cells. Rows of the
-    wrong width are rejected.
+    read once per distinct value), and its width checked by counting the commas of each
+    distinct tail. Any other text goes through the csv module, its tails kept as tuples of
+    cells. Rows of the wrong width are rejected.
     """
     rejected: list[RejectedRow] = []
     if '"' not in text and "\r" not in text:
@@ -403,22 +403,20 @@ def _split(text: str, width: int, head: int) -> tuple[list[int], list[list[Any]]
         cut = list(map(str.split, lines, repeat(",", count), repeat(head, count)))
         numbers = list(range(2, count + 2))
         commas = width - 1 - head
-        ok: Any = {
-            t: t.count(",") == commas for t in {c[-1] for c in cut if len(c) == head + 1}
-        }
-        if set(map(len, cut)) != {head + 1} or not all(ok.values()):
+        columns = list(zip(*cut)) if set(map(len, cut)) == {head + 1} else []
+        if not columns or any(t.count(",") != commas for t in set(columns[head])):
             keep = []
             for i, cells in enumerate(cut):
-                if len(cells) == head + 1 and ok[cells[-1]]:
+                if len(cells) == head + 1 and cells[-1].count(",") == commas:
                     keep.append(i)
                 elif lines[i]:
                     fields = lines[i].count(",") + 1
                     rejected.append(
                         RejectedRow(i + 2, f"{fields} fields where the header has {width}")
                     )
-            cut = [cut[i] for i in keep]
             numbers = [numbers[i] for i in keep]
-        return numbers, cut, rejected
+            columns = list(zip(*[cut[i] for i in keep]))
+        return numbers, columns, rejected
     reader = csv.reader(io.StringIO(text, newline=""))
     next(reader, None)
     numbers, rows = [], []
@@ -430,7 +428,7 @@ def _split(text: str, width: int, head: int) -> tuple[list[int], list[list[Any]]
             rejected.append(
                 RejectedRow(reader.line_num, f"{len(row)} fields where the header has {width}")
             )
-    return numbers, rows, rejected
+    return numbers, list(zip(*rows)), rejected
 
 
 def _header(text: str) -> list[str]:
@@ -567,14 +565,12 @@ def _parse(  # noqa: C901, PLR0912, PLR0915 - one pass over the columns, in orde
         )
     width = len(header)
     head = min(width - 1, 1 + max(position[wanted[n]] for n in _PER_ROW if n in wanted))
-    lines, cut, rejected = _split(text, width, head)
+    lines, columns, rejected = _split(text, width, head)
     out = _Parsed(rejected=rejected)
     count = len(lines)
     out.rows = count + len(rejected)
     if not count:
         return out
-    columns = list(zip(*cut))
-    del cut
     tails = columns[head]
     blank = ("",) * count
     empty = dict.fromkeys(mapping.empty | {""})
@@ -716,7 +712,7 @@ def _parse(  # noqa: C901, PLR0912, PLR0915 - one pass over the columns, in orde
             found.extend(table[start:end])
 
     # What only an incident's first or last row says is read for those rows alone.
-    index_of = {line: i for i, line in enumerate(lines)}
+    index_of = dict(zip(lines, range(count)))
 
     def cell(name: str, i: int) -> str:
         k = where.get(name)
@@ -744,17 +740,19 @@ def _parse(  # noqa: C901, PLR0912, PLR0915 - one pass over the columns, in orde
         last = index_of[rows[-1][0]]
         counts[key] = (lines[last], _count_or_none(cell("reopen_count", last), empty),
                        _count_or_none(cell("reassignment_count", last), empty))  # fmt: skip
+    by_id = {id(i): i for i in infos.values()}
     if reasons:  # the rows kept, as the incidents have them
         used = Counter(id(r[6]) for rows in incidents.values() for r in rows)
+        kept_once = set(map(id, kept_infos))
     else:
         used = Counter(map(id, row_infos))
-    by_id = {id(i): i for i in info_of.values()}
+        kept_once = set(used)
     for ident, k in used.items():
         found = by_id[ident]
         out.cells[found[0], found[1], found[2]] += k
     for level_cell in [c for c in out.cells if None in c]:
         del out.cells[level_cell]
-    codes = (by_id[i][10] for i in set(map(id, kept_infos)))
+    codes = (by_id[i][10] for i in kept_once)
     out.codes.update(code for code in codes if code is not None)
     out.channels.update(o[2] for o in openings.values() if o[2] is not None)
     return out
@@ -908,22 +906,13 @@ class _Makers:
         self.make = make
         self.note = text(_NOTE, "text")  # every fixed text of the import is this one
         self.destinations: dict[tuple[str, str], str | None] = {}
-
-    def actor(self, by: str) -> str:
-        """``by`` as the events' own check takes it (it raises what they raise)."""
-        if by not in self.actors:
-            _actor(by)
-            self.actors.add(by)
-        return by
+        self.by_trigger = self._makers()
 
     def destination(self, state: str, trigger: str) -> str | None:
         """The state ``trigger`` leads to from ``state``, as the events store it (a string)."""
-        key = (state, trigger)
-        found = self.destinations.get(key, _UNSEEN)
-        if found is _UNSEEN:
-            found = self.workflow.destination(state, trigger)
-            found = self.destinations[key] = None if found is None else str(found)
-        return found  # type: ignore[return-value]
+        found = self.workflow.destination(state, trigger)
+        found = self.destinations[state, trigger] = None if found is None else str(found)
+        return found
 
     def once(self, kind: str, value: Any, check: Callable[[Any], Any]) -> Any:
         """``check(value)``, computed once per distinct value (errors are not kept)."""
@@ -959,46 +948,74 @@ class _Makers:
     def _priority_fields(self, key: tuple[Level, Level, Priority | None]) -> dict[str, Any]:
         return Incident._priority_fields(key[0], key[1], key[2], self.matrix)
 
-    def event(self, trigger: str, at: datetime, by: str, state: str, values: tuple[Any, ...]) -> Event:
-        """The event of ``trigger`` with the import's ``values`` for it, checked as its verb
-        checks them (``values`` as :meth:`verb_args` reads them)."""
+    def _makers(self) -> dict[str, Callable[[datetime, str, str, tuple[Any, ...]], Event]]:
+        """Per trigger, ``make(at, by, state, values)``: its event, with the import's
+        ``values`` for it (as :meth:`verb_args` reads them) checked as its verb checks them.
+        ``by`` is one the events' own check took already (see ``_Builder._in_bulk``)."""
         make, once, wf, note = self.make, self.once, self.workflow, self.note
-        if trigger == "comment":
-            return make["commented"](at, self.actor(by), state, note, False)  # noqa: FBT003
-        if trigger == "assign":
-            group, assignee, regroup = values
-            assignee = once("label", assignee, lambda v: optional_label(v, "assignee"))
+        commented, started, resumed, closed = (
+            make["commented"], make["started"], make["resumed"], make["closed"])  # fmt: skip
+        canceled, reopened, held, resolved = (
+            make["canceled"], make["reopened"], make["held"], make["resolved"])  # fmt: skip
+        assigned, reprioritized = make["assigned"], make["reprioritized"]
+        labels: dict[Any, str | None] = {}
+
+        def optional(value: str | None, name: str) -> str | None:
+            found = labels.get(value, _UNSEEN)
+            if found is _UNSEEN:  # the same check for a group and an assignee
+                found = labels[value] = optional_label(value, name)
+            return found  # type: ignore[return-value]
+
+        def comment(at: datetime, by: str, state: str, _v: tuple[Any, ...]) -> Event:
+            return commented(at, by, state, note, False)  # noqa: FBT003
+
+        def assign(at: datetime, by: str, state: str, v: tuple[Any, ...]) -> Event:
+            group, assignee, regroup = v
+            assignee = optional(assignee, "assignee")
             if regroup:
-                group = once("label", group, lambda v: optional_label(v, "group"))
-                cleared = ("group",) if group is None else ()
+                group = optional(group, "group")
+                cleared: tuple[str, ...] = ("group",) if group is None else ()
             else:
                 group, cleared = None, ()
             cleared = (*cleared, "assignee") if assignee is None else cleared
-            return make["assigned"](at, self.actor(by), state, group, assignee, cleared)
-        if trigger == "reprioritize":
-            fields = once("priority", values, self._priority_fields)
-            return make["reprioritized"](
-                at, self.actor(by), state, fields["impact"], fields["urgency"],
-                fields["priority"], fields["priority_overridden"], note,
+            return assigned(at, by, state, group, assignee, cleared)
+
+        def reprioritize(at: datetime, by: str, state: str, v: tuple[Any, ...]) -> Event:
+            fields = once("priority", v, self._priority_fields)
+            return reprioritized(
+                at, by, state, fields["impact"], fields["urgency"], fields["priority"],
+                fields["priority_overridden"], note,
             )  # fmt: skip
-        if trigger == "start":
-            return make["started"](at, self.actor(by), state)
-        if trigger == "resume":
-            return make["resumed"](at, self.actor(by), state, None)
-        if trigger == "hold":
-            reason = once("hold", values[0], lambda r: wf.choice("hold_reason", r, "hold reason"))
-            return make["held"](at, self.actor(by), state, reason)
-        if trigger == "resolve":
-            code = once("code", values[0], lambda c: wf.choice(
+
+        def start(at: datetime, by: str, state: str, _v: tuple[Any, ...]) -> Event:
+            return started(at, by, state)
+
+        def resume(at: datetime, by: str, state: str, _v: tuple[Any, ...]) -> Event:
+            return resumed(at, by, state, None)
+
+        def hold(at: datetime, by: str, state: str, v: tuple[Any, ...]) -> Event:
+            reason = once("hold", v[0], lambda r: wf.choice("hold_reason", r, "hold reason"))
+            return held(at, by, state, reason)
+
+        def resolve(at: datetime, by: str, state: str, v: tuple[Any, ...]) -> Event:
+            code = once("code", v[0], lambda c: wf.choice(
                 "resolution_code", label(c, "code"), "resolution code"))  # fmt: skip
-            return make["resolved"](at, self.actor(by), state, code, note, None)
-        if trigger == "close":
-            return make["closed"](at, self.actor(by), state, False, None)  # noqa: FBT003
-        if trigger == "cancel":
-            return make["canceled"](at, self.actor(by), state, note)
-        if trigger == "reopen":
-            return make["reopened"](at, self.actor(by), state, note)
-        raise AssertionError(trigger)  # pragma: no cover - the import fires no other
+            return resolved(at, by, state, code, note, None)
+
+        def close(at: datetime, by: str, state: str, _v: tuple[Any, ...]) -> Event:
+            return closed(at, by, state, False, None)  # noqa: FBT003
+
+        def cancel(at: datetime, by: str, state: str, _v: tuple[Any, ...]) -> Event:
+            return canceled(at, by, state, note)
+
+        def reopen(at: datetime, by: str, state: str, _v: tuple[Any, ...]) -> Event:
+            return reopened(at, by, state, note)
+
+        return {
+            "comment": comment, "assign": assign, "reprioritize": reprioritize,
+            "start": start, "resume": resume, "hold": hold, "resolve": resolve,
+            "close": close, "cancel": cancel, "reopen": reopen,
+        }  # fmt: skip
 
     def verb_args(self, trigger: str, values: tuple[Any, ...]) -> dict[str, Any]:
         """The verb's arguments for the import's ``values`` of ``trigger``."""
@@ -1095,7 +1112,7 @@ class _Builder:
         that this and the verbs' path give equal incidents.
         """
         makers, table, mapping, note = self.makers, self.matrix.table, self.mapping, self.note
-        workflow, event_of, destination = self.workflow, makers.event, makers.destination
+        workflow, destination = self.workflow, makers.destination
         values, priority = self._opening_values(key, rows, opening)
         impact, urgency = values["impact"], values["urgency"]
         group, assignee = values["group"], values["assignee"]
@@ -1113,21 +1130,29 @@ class _Builder:
         last_seq: int | None = None
         synced = rows[0][6]  # the values the incident has (a row with them changes none)
 
+        by_trigger, actors, to_of = makers.by_trigger, makers.actors, makers.destinations
+
         def fire(trigger: str, at: datetime, by: str, args: tuple[Any, ...]) -> bool:
             """Record ``trigger``'s event; a refusal is noted. Whether an event was added."""
             nonlocal state, last
             try:
-                fast = len(events) < MAX_EVENTS and trigger != "update"
-                to = destination(state, trigger) if fast else None
-                if to is not None:
-                    event = event_of(trigger, at, by, to, args)
-                else:  # through the verb, on the record as it is (it raises its own error)
+                to = to_of.get((state, trigger), _UNSEEN)
+                if to is _UNSEEN:
+                    to = destination(state, trigger)
+                make = by_trigger.get(trigger)
+                if to is not None and make is not None and by in actors and (
+                    len(events) < MAX_EVENTS
+                ):
+                    event = make(at, by, to, args)  # type: ignore[arg-type]
+                else:  # through the verb, on the record as it is (it raises its own error):
+                    # an update, a change the workflow refuses, an actor not seen yet
                     so_far = object.__new__(Incident)
                     so_far.__dict__.update(fields, history=tuple(events))
                     done = getattr(so_far, trigger)(at=at, by=by, **makers.verb_args(trigger, args))
                     if done is so_far:
                         return False  # an update that changes nothing
                     event = done.history[-1]
+                    actors.add(by)
             except ItsmError as exc:
                 note(key, line, AnomalyKind.REFUSED, f"{trigger}: {exc}")
                 return False
