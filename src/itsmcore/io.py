@@ -41,14 +41,13 @@ from operator import itemgetter, ne
 from os import PathLike, fspath
 from pathlib import Path
 from types import MemberDescriptorType
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import attrs
 
 from itsmcore._time import zone as _zone
-from itsmcore.capabilities import KEEP, Assigned, Canceled, Commented, Reopened, Reprioritized
+from itsmcore.capabilities import Assigned, Canceled, Commented, Reopened, Reprioritized
 from itsmcore.errors import ItsmError, ValidationError
-from itsmcore.events import Event, _actor
 from itsmcore.incident import (
     Channel,
     HoldReason,
@@ -65,6 +64,9 @@ from itsmcore.incident import (
 from itsmcore.priority import Impact, Level, Priority, PriorityMatrix, Urgency
 from itsmcore.record import MAX_EVENTS, label, optional_label, text
 from itsmcore.workflow import Transition, Workflow, normalized
+
+if TYPE_CHECKING:
+    from itsmcore.events import Event
 
 __all__ = [
     "SERVICENOW",
@@ -403,7 +405,7 @@ def _split(text: str, width: int, head: int) -> tuple[list[int], list[Any], list
         cut = list(map(str.split, lines, repeat(",", count), repeat(head, count)))
         numbers = list(range(2, count + 2))
         commas = width - 1 - head
-        columns = list(zip(*cut)) if set(map(len, cut)) == {head + 1} else []
+        columns = list(zip(*cut, strict=True)) if set(map(len, cut)) == {head + 1} else []
         if not columns or any(t.count(",") != commas for t in set(columns[head])):
             keep = []
             for i, cells in enumerate(cut):
@@ -415,7 +417,7 @@ def _split(text: str, width: int, head: int) -> tuple[list[int], list[Any], list
                         RejectedRow(i + 2, f"{fields} fields where the header has {width}")
                     )
             numbers = [numbers[i] for i in keep]
-            columns = list(zip(*[cut[i] for i in keep]))
+            columns = list(zip(*[cut[i] for i in keep], strict=True))
         return numbers, columns, rejected
     reader = csv.reader(io.StringIO(text, newline=""))
     next(reader, None)
@@ -428,7 +430,7 @@ def _split(text: str, width: int, head: int) -> tuple[list[int], list[Any], list
             rejected.append(
                 RejectedRow(reader.line_num, f"{len(row)} fields where the header has {width}")
             )
-    return numbers, list(zip(*rows)), rejected
+    return numbers, list(zip(*rows, strict=True)), rejected
 
 
 def _header(text: str) -> list[str]:
@@ -438,7 +440,9 @@ def _header(text: str) -> list[str]:
     return [name.strip() for name in next(csv.reader(io.StringIO(text, newline="")), [])]
 
 
-def _time_reader(time_format: str | None, tz: tzinfo) -> Callable[[str], datetime]:
+def _time_reader(  # noqa: C901 - three readers and a cache
+    time_format: str | None, tz: tzinfo
+) -> Callable[[str], datetime]:
     """A cached reader of one export's times into UTC (exports repeat them many times).
 
     Day-first times are read by their day and their clock, each distinct one once (the UCI
@@ -633,7 +637,7 @@ def _parse(  # noqa: C901, PLR0912, PLR0915 - one pass over the columns, in orde
         return found
 
     if heads:
-        keys: list[Any] = list(zip(tails, *(columns[i] for i in heads)))
+        keys: list[Any] = list(zip(tails, *(columns[i] for i in heads), strict=True))
         info_of = {k: info((*raw_of_tail[k[0]], *k[1:])) for k in set(keys)}
     else:
         keys = list(tails)
@@ -689,7 +693,9 @@ def _parse(  # noqa: C901, PLR0912, PLR0915 - one pass over the columns, in orde
     sequence = read("sequence", _count)
     by = column("updated_by")
     actors = list(map(empty.get, by, by))
-    table = list(zip(lines, updated, column("state"), targets, sequence, actors, row_infos))
+    table = list(
+        zip(lines, updated, column("state"), targets, sequence, actors, row_infos, strict=True)
+    )
     if reasons:
         for i in sorted(reasons):
             key = ids[i]
@@ -705,14 +711,14 @@ def _parse(  # noqa: C901, PLR0912, PLR0915 - one pass over the columns, in orde
     starts = [0, *compress(range(1, n), map(ne, kept_ids, kept_ids[1:])), n] if n else [0]
     for start, end in pairwise(starts):  # a run of one incident's rows
         key = kept_ids[start]
-        found = incidents.get(key)
-        if found is None:
+        earlier = incidents.get(key)
+        if earlier is None:
             incidents[key] = table[start:end]
         else:
-            found.extend(table[start:end])
+            earlier.extend(table[start:end])
 
     # What only an incident's first or last row says is read for those rows alone.
-    index_of = dict(zip(lines, range(count)))
+    index_of = dict(zip(lines, range(count), strict=True))
 
     def cell(name: str, i: int) -> str:
         k = where.get(name)
@@ -948,10 +954,15 @@ class _Makers:
     def _priority_fields(self, key: tuple[Level, Level, Priority | None]) -> dict[str, Any]:
         return Incident._priority_fields(key[0], key[1], key[2], self.matrix)
 
-    def _makers(self) -> dict[str, Callable[[datetime, str, str, tuple[Any, ...]], Event]]:
-        """Per trigger, ``make(at, by, state, values)``: its event, with the import's
-        ``values`` for it (as :meth:`verb_args` reads them) checked as its verb checks them.
-        ``by`` is one the events' own check took already (see ``_Builder._in_bulk``)."""
+    def _makers(  # noqa: C901 - a table of small makers
+        self,
+    ) -> dict[str, Callable[[datetime, str, str, tuple[Any, ...]], Event]]:
+        """Per trigger, ``make(at, by, state, values)``: its event, its values checked.
+
+        ``values`` are the import's for the trigger (as :meth:`verb_args` reads them), each
+        checked as the verb checks it; ``by`` is one the events' own check took already (see
+        ``_Builder._in_bulk``).
+        """
         make, once, wf, note = self.make, self.once, self.workflow, self.note
         commented, started, resumed, closed = (
             make["commented"], make["started"], make["resumed"], make["closed"])  # fmt: skip
@@ -1017,7 +1028,9 @@ class _Makers:
             "close": close, "cancel": cancel, "reopen": reopen,
         }  # fmt: skip
 
-    def verb_args(self, trigger: str, values: tuple[Any, ...]) -> dict[str, Any]:
+    def verb_args(  # noqa: PLR0911 - one return per trigger
+        self, trigger: str, values: tuple[Any, ...]
+    ) -> dict[str, Any]:
         """The verb's arguments for the import's ``values`` of ``trigger``."""
         if trigger == "assign":
             group, assignee, regroup = values
@@ -1140,8 +1153,11 @@ class _Builder:
                 if to is _UNSEEN:
                     to = destination(state, trigger)
                 make = by_trigger.get(trigger)
-                if to is not None and make is not None and by in actors and (
-                    len(events) < MAX_EVENTS
+                if (
+                    to is not None
+                    and make is not None
+                    and by in actors
+                    and (len(events) < MAX_EVENTS)
                 ):
                     event = make(at, by, to, args)  # type: ignore[arg-type]
                 else:  # through the verb, on the record as it is (it raises its own error):
@@ -1164,15 +1180,14 @@ class _Builder:
             return True
 
         first = True
-        for line, at, label, (target, reason), seq, by, info in rows:  # noqa: B007 - fire reads line
+        for line, at, state_label, (target, reason), seq, by, info in rows:
             by = by or _UNKNOWN  # noqa: PLW2901
             if at < previous_at:
                 when = f"; recorded at {last.isoformat()}" if at < last else ""
                 back = f"updated at {at.isoformat()}, before {previous_at.isoformat()}{when}"
                 note(key, line, AnomalyKind.TIME_BACKWARDS, back)
             previous_at = at
-            if at < last:
-                at = last  # noqa: PLW2901
+            at = max(at, last)  # noqa: PLW2901
             if seq is not None:
                 if last_seq is not None and seq < last_seq:
                     note(key, line, AnomalyKind.SEQUENCE_BACKWARDS,
@@ -1181,8 +1196,8 @@ class _Builder:
             current = state
             if target is None:
                 note(key, line, AnomalyKind.UNKNOWN_STATE,
-                     f"state {label!r}: the incident stays {current}")  # fmt: skip
-                target = current
+                     f"state {state_label!r}: the incident stays {current}")  # fmt: skip
+                target = current  # noqa: PLW2901
             if current == _CLOSED and target == _CLOSED:
                 note(key, line, AnomalyKind.UPDATED_WHILE_CLOSED, "an update after closure")
             before = len(events)
@@ -1210,7 +1225,10 @@ class _Builder:
                     else:
                         applied = False
                 if (r_title, r_category, r_subcategory, r_ci) != (
-                    title, category, subcategory, ci
+                    title,
+                    category,
+                    subcategory,
+                    ci,
                 ) or (r_caller is not None and r_caller != caller):
                     edits = tuple(
                         (name, new)
