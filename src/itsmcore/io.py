@@ -831,6 +831,7 @@ class _Makers:
         self.make = make
         self.note = text(_NOTE, "text")  # every fixed text of the import is this one
         self.destinations: dict[tuple[str, str], str | None] = {}
+        self._openings: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self.by_trigger = self._makers()
 
     def destination(self, state: str, trigger: str) -> str | None:
@@ -852,23 +853,45 @@ class _Makers:
         subcategory: str | None, ci: str | None, group: str | None, assignee: str | None,
         impact: Level, urgency: Level, priority: Priority | None, at: datetime, by: str,
     ) -> IncidentOpened:  # fmt: skip
-        """The event ``Incident.open`` would record, its values checked as it checks them."""
-        once, wf = self.once, self.workflow
-        fields = once("priority", (impact, urgency, priority), self._priority_fields)
+        """The event ``Incident.open`` would record, its values checked as it checks them.
+
+        The values after the id are checked once per distinct combination (an export opens
+        many incidents alike); with an actor not yet seen the event is built through its
+        ``__init__``, whose converters check it.
+        """
+        wf = self.workflow
+        ident = label(key, "id")
+        values = (title, caller, channel, ci, category, subcategory, impact, urgency, priority,
+                  group, assignee)  # fmt: skip
+        checked = self._openings.get(values)
+        if checked is None:
+            checked = self._openings[values] = self._opening_fields(values)
+        if by in self.actors:
+            return self.make["opened"](at, by, str(wf.initial), ident, wf.name, *checked)  # type: ignore[return-value]
+        names = [f.name for f in attrs.fields(IncidentOpened)][5:]
         event = IncidentOpened(
-            at=at, by=by, state=wf.initial, workflow=wf.name, id=label(key, "id"),
-            title=once("title", title, lambda v: text(v, "title")), description="",
-            caller=once("label", caller, lambda v: label(v, "caller")),
-            channel=once("channel", channel, lambda v: wf.choice("channel", v, "channel")),
-            service=None, ci=once("label", ci, lambda v: optional_label(v, "ci")),
-            category=once("label", category, lambda v: optional_label(v, "category")),
-            subcategory=once("label", subcategory, lambda v: optional_label(v, "subcategory")),
-            **fields,
-            assignment_group=once("label", group, lambda v: optional_label(v, "group")),
-            assignee=once("label", assignee, lambda v: optional_label(v, "assignee")),
+            at=at, by=by, state=wf.initial, id=ident, workflow=wf.name,
+            **dict(zip(names, checked, strict=True)),
         )  # fmt: skip
         self.actors.add(event.by)
         return event
+
+    def _opening_fields(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``IncidentOpened``'s fields after its workflow, checked in ``Incident.open``'s order."""
+        title, caller, channel, ci, category, subcategory, impact, urgency, priority = values[:9]
+        group, assignee = values[9:]
+        wf = self.workflow
+        title = text(title, "title")
+        caller = label(caller, "caller")
+        channel = wf.choice("channel", channel, "channel")
+        ci = optional_label(ci, "ci")
+        category = optional_label(category, "category")
+        subcategory = optional_label(subcategory, "subcategory")
+        p = self._priority_fields((impact, urgency, priority))
+        group = optional_label(group, "assignment_group")
+        assignee = optional_label(assignee, "assignee")
+        return (title, "", caller, channel, None, ci, category, subcategory, p["impact"],
+                p["urgency"], p["priority"], p["priority_overridden"], group, assignee)  # fmt: skip
 
     def _priority_fields(self, key: tuple[Level, Level, Priority | None]) -> dict[str, Any]:
         return Incident._priority_fields(key[0], key[1], key[2], self.matrix)
