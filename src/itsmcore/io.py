@@ -1143,6 +1143,9 @@ class _Builder:
             if current == _CLOSED and target == _CLOSED:
                 note(key, line, AnomalyKind.UPDATED_WHILE_CLOSED, "an update after closure")
             before = len(events)
+            move = None  # decided first, as the verbs' path does (its notes come first)
+            if target != current or (target == _HOLD and reason != reason_now):
+                move = self._move(key, line, current, target)
             if current in (_RESOLVED, _CLOSED) and target not in (current, _CLOSED):
                 fire("reopen", at, by, ())
             if info != synced:
@@ -1194,16 +1197,13 @@ class _Builder:
                         else:
                             applied = False
                 synced = info if applied else None
-            if target != current or (target == _HOLD and reason != reason_now):
-                trigger = self._move(key, line, current, target)
-                if trigger is not None:
-                    args = (reason,) if trigger == "hold" else (
-                        info[10] or mapping.missing_code,)  # fmt: skip
-                    if fire(trigger, at, by, args):
-                        if trigger == "hold":
-                            reason_now = reason
-                        elif trigger in ("resume", "resolve", "cancel"):
-                            reason_now = None
+            if move is not None:
+                args = (reason,) if move == "hold" else (info[10] or mapping.missing_code,)
+                if fire(move, at, by, args):
+                    if move == "hold":
+                        reason_now = reason
+                    elif move in ("resume", "resolve", "cancel"):
+                        reason_now = None
             if len(events) == before and not first:
                 fire("comment", at, by, ())
             sources.extend([line] * (len(events) - len(sources)))
