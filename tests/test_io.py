@@ -6,6 +6,7 @@ The bundled real log is tests/test_real_log.py's; these build their own CSV text
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -334,6 +335,28 @@ def test_every_row_explains_at_least_one_event_and_no_event_lacks_a_row(text: st
     for line, row in enumerate(csv.DictReader(io.StringIO(text)), 2):
         by_incident.setdefault(row["number"], set()).add(line)
     assert {n: set(s) for n, s in result.sources.items()} == by_incident
+
+
+def test_the_collector_is_left_as_it_was_and_frozen_objects_stay_frozen() -> None:
+    """The import turns the cyclic collector off while it runs: it comes back as it was,
+    and objects an application froze (a pre-fork server's) are not let go."""
+    text = _csv(LIFE)
+    try:
+        gc.freeze()
+        _read(text)
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 0  # still frozen (some may have been freed since)
+    finally:
+        gc.unfreeze()
+    gc.disable()
+    try:
+        _read(text)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    _read(text)
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
 
 
 def test_the_servicenow_mapping_reads_its_columns() -> None:
