@@ -6,15 +6,18 @@ The bundled real log is tests/test_real_log.py's; these build their own CSV text
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import zipfile
 from datetime import UTC, datetime, timedelta
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from itsmcore import Incident, IncidentState, PriorityMatrix, ValidationError
+from itsmcore.incident import incident_workflow
 from itsmcore.io import SERVICENOW, AnomalyKind, LogMapping, read_incident_log
 from itsmcore.storage import InMemoryStore, PostgresStore, SQLiteStore
 
@@ -278,6 +281,53 @@ def test_the_fast_import_equals_the_import_through_every_verb(text: str) -> None
         assert Incident.replay(inc.history, workflow=fast.workflow) == inc
 
 
+@st.composite
+def edited_logs(draw: st.DrawFn) -> str:
+    """Random logs that also edit, cancel, pad values with spaces and name new actors."""
+    rows = []
+    for n in range(draw(st.integers(1, 3))):
+        minutes = 0
+        for k in range(draw(st.integers(1, 8))):
+            minutes += draw(st.integers(-5, 60))
+            rows.append(_row(
+                f"INC{n}", draw(st.sampled_from([*STATES, "Canceled"])), minutes,
+                sys_mod_count=k,
+                sys_updated_by=draw(st.sampled_from(["Agent", "?", "Agent 2", " Agent "])),
+                caller_id=draw(st.sampled_from(["Caller 1", "?", "Caller 2"])),
+                u_symptom=draw(st.sampled_from(["?", "Symptom 1", " Symptom 1 ", "Symptom 2"])),
+                cmdb_ci=draw(st.sampled_from(["?", "CI 1"])),
+                closed_code=draw(st.sampled_from(["?", "code 6", "code 7"])),
+                assigned_to=draw(st.sampled_from(["?", "Ann"])),
+            ))  # fmt: skip
+    return _csv(rows)
+
+
+def _shapes(incident: Incident) -> list[tuple[type, dict[str, type]]]:
+    """Each event's class and the type of each of its fields (equal values can differ in
+    type: a state enum equals its string)."""
+    return [
+        (type(e), {k: type(v) for k, v in attrs.asdict(e, recurse=False).items()})
+        for e in incident.history
+    ]
+
+
+@given(edited_logs(), st.booleans())
+def test_the_fast_import_equals_the_verbs_on_edits_refusals_and_a_strict_workflow(
+    text: str, strict: bool
+) -> None:
+    """Edits, refused changes (a strict desk refuses reopening closed incidents, closing
+    unresolved ones and resolving with a code it does not know), actors seen for the first
+    time: the bulk builder gives what the verbs give, field types included."""
+    desk = incident_workflow(["code 6"], name="strict-desk") if strict else None
+    fast, verbs = _read(text, workflow=desk), _read(text, workflow=desk, _verbs=True)
+    assert fast.incidents == verbs.incidents
+    assert fast.sources == verbs.sources
+    assert fast.report == verbs.report
+    for number, inc in fast.incidents.items():
+        assert _shapes(inc) == _shapes(verbs.incidents[number])
+        assert Incident.replay(inc.history, workflow=fast.workflow) == inc
+
+
 @given(logs())
 def test_every_row_explains_at_least_one_event_and_no_event_lacks_a_row(text: str) -> None:
     result = _read(text)
@@ -285,6 +335,28 @@ def test_every_row_explains_at_least_one_event_and_no_event_lacks_a_row(text: st
     for line, row in enumerate(csv.DictReader(io.StringIO(text)), 2):
         by_incident.setdefault(row["number"], set()).add(line)
     assert {n: set(s) for n, s in result.sources.items()} == by_incident
+
+
+def test_the_collector_is_left_as_it_was_and_frozen_objects_stay_frozen() -> None:
+    """The import turns the cyclic collector off while it runs: it comes back as it was,
+    and objects an application froze (a pre-fork server's) are not let go."""
+    text = _csv(LIFE)
+    try:
+        gc.freeze()
+        _read(text)
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 0  # still frozen (some may have been freed since)
+    finally:
+        gc.unfreeze()
+    gc.disable()
+    try:
+        _read(text)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    _read(text)
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
 
 
 def test_the_servicenow_mapping_reads_its_columns() -> None:
