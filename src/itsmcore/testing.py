@@ -517,6 +517,52 @@ class RepositoryContract:
             "contract_ticket.commented", "contract_ticket.finished",
         ]  # fmt: skip
 
+    # ----------------------------------------------------------------------- the outbox
+
+    def test_committed_events_are_offered_through_the_outbox_once(self, store: Any) -> None:
+        """What notifications need (``itsmcore.notify``), from every store.
+
+        A row per committed event, written by the commit itself; none for a unit of work
+        that did not land; each handed over once.
+        """
+        from itsmcore.notify import (  # noqa: PLC0415 - only this test needs notifications
+            Dispatcher,
+            MessageTemplate,
+            Subscription,
+            dispatch_pending,
+        )
+
+        with store.unit_of_work() as uow:
+            uow.contract_tickets.add(_ticket("T1").assign(group="ops", assignee="sam", at=T0,
+                                                          by="desk"))  # fmt: skip
+            uow.commit()
+        with store.unit_of_work() as uow:
+            uow.contract_tickets.add(_ticket("T2"))  # never committed
+        with store.unit_of_work() as first, store.unit_of_work() as second:
+            a, b = first.contract_tickets.get("T1"), second.contract_tickets.get("T1")
+            first.contract_tickets.save(a.finish(at=T0, by="sam"))
+            first.commit()
+            second.contract_tickets.save(b.void(at=T0, by="kim"))
+            with pytest.raises(ConcurrencyError):
+                second.commit()
+        pending = store.outbox().pending()
+        assert [(row.key, row.type) for row in pending] == [
+            ("contract_tickets/T1/1", "contract_ticket.opened"),
+            ("contract_tickets/T1/2", "contract_ticket.assigned"),
+            ("contract_tickets/T1/3", "contract_ticket.finished"),
+        ]
+        handed: list[Any] = []
+        dispatcher = Dispatcher(
+            channels={"log": handed.append},
+            subscriptions=[Subscription("all", events=["*"], recipients=["assignee"],
+                                        channel="log", template=MessageTemplate("$id", "$event"))],
+        )  # fmt: skip
+        report = dispatch_pending(store, dispatcher, at=T0 + timedelta(hours=1))
+        assert report.dispatched == tuple(row.key for row in pending)
+        assert len(handed) == 2  # the opening named no assignee: nobody to tell
+        assert store.outbox().pending() == []
+        assert dispatch_pending(store, dispatcher, at=T0 + timedelta(hours=2)).handed == ()
+
     # ----------------------------------------------------------------------- concurrency
 
     def test_a_stale_save_raises_and_writes_nothing_of_its_unit_of_work(self, store: Any) -> None:
