@@ -77,11 +77,14 @@ def test_sla_explain_prints_the_clock_story(
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert lines[0].startswith(f"{held.id} {held.title!r}")
-    story = [line.split("  ")[2].strip() for line in lines if line.startswith("  ")]
+    response, resolution = out.split("\n\n")[1:]
+    assert response.startswith("incident response clock")
+    assert resolution.startswith("incident resolution clock")
+    story = [line.split("  ")[2].strip() for line in resolution.splitlines()[1:-1]]
     assert story[0] == "started"
     assert "paused" in story
     assert "resumed" in story
-    assert out.splitlines()[-1].startswith("now: ")
+    assert resolution.splitlines()[-1].startswith("  now: ")
     code, out, _ = run(capsys, "sla", "explain", held.id, "--store", store, "--clock",
                        "response", "--hours", "24x7", "--tz", "UTC", "--targets", "P1=1h,"
                        "P2=2h,P3=4h,P4=8h,P5=1d", "--at", month.end.isoformat())  # fmt: skip

@@ -139,9 +139,9 @@ def _parser() -> argparse.ArgumentParser:
     sla_commands = sla.add_subparsers(title="commands", metavar="COMMAND")
     explain = sla_commands.add_parser(
         "explain",
-        help="one record's SLA clock as a timeline: start, pauses, warnings, breach",
-        description="Print one incident's SLA clock as a timeline: when it started, paused, "
-        "resumed, crossed its warnings, breached and stopped.",
+        help="one record's SLA clocks as timelines: start, pauses, warnings, breach",
+        description="Print one incident's SLA clocks (response and resolution) as timelines: "
+        "when each started, paused, resumed, crossed its warnings, breached and stopped.",
     )
     explain.add_argument("id", help="the incident's id, e.g. INC00042")
     _store_option(explain)
@@ -152,8 +152,8 @@ def _parser() -> argparse.ArgumentParser:
         "default: now)",
     )
     explain.add_argument(
-        "--clock", choices=("resolution", "response"), default="resolution",
-        help="which clock (default: resolution)",
+        "--clock", choices=("both", "response", "resolution"), default="both",
+        help="which clock (default: both, response first)",
     )  # fmt: skip
     _calendar_options(explain)
     explain.set_defaults(run=_explain)
@@ -415,10 +415,12 @@ def _report(args: argparse.Namespace, out: TextIO) -> None:
 def _explain(args: argparse.Namespace, out: TextIO) -> None:
     calendar = _calendar(args.hours, args.tz)
     targets = _targets(args.targets)
-    if args.clock == "response":
-        clock = SLADefinition.incident_response({p: t / 8 for p, t in targets.items()}, calendar)
-    else:
-        clock = SLADefinition.incident_resolution(targets, calendar)
+    clocks = []
+    if args.clock in {"response", "both"}:
+        response = {p: t / 8 for p, t in targets.items()}
+        clocks.append(SLADefinition.incident_response(response, calendar))
+    if args.clock in {"resolution", "both"}:
+        clocks.append(SLADefinition.incident_resolution(targets, calendar))
     at = args.at or datetime.now(UTC)
     tz = zone(args.tz)
     _import_workflow()
@@ -427,11 +429,17 @@ def _explain(args: argparse.Namespace, out: TextIO) -> None:
             record = uow.incidents.get(args.id)
         except NotFoundError:
             raise UserError(f"no incident {args.id!r} in {args.store}") from None
+    out.write(f"{record.id} {record.title!r}, priority {record.priority}, ")
+    out.write(f"read at {at.astimezone(tz):%Y-%m-%d %H:%M %Z} ({args.hours} {args.tz})\n")
+    for clock in clocks:
+        _story(clock, record, at, tz, out)
+
+
+def _story(clock: SLADefinition, record: Any, at: datetime, tz: Any, out: TextIO) -> None:
+    """One clock of one record: its moments, then where it stands."""
     status = clock.evaluate(record, at=at)
-    out.write(f"{record.id} {record.title!r}, priority {record.priority}\n")
     target = _span(status.target) if status.target is not None else "none"
-    out.write(f"{clock.name} clock, target {target} of business time ")
-    out.write(f"({args.hours} {args.tz}), read at {at.astimezone(tz):%Y-%m-%d %H:%M %Z}\n\n")
+    out.write(f"\n{clock.name} clock, target {target} of business time\n")
     story = clock.explain(record, at=at)
     if not story:
         out.write("  the clock has not started\n")
@@ -440,7 +448,7 @@ def _explain(args: argparse.Namespace, out: TextIO) -> None:
         spent = _span(moment.business_elapsed)
         out.write(f"  {local:%a %d %b %Y %H:%M}  {moment.what:<26} {spent:>12}\n")
     state = status.stage.value.replace("_", " ") + (", breached" if status.breached else "")
-    out.write(f"\nnow: {state}; {_span(status.business_elapsed)} used")
+    out.write(f"  now: {state}; {_span(status.business_elapsed)} used")
     running = status.stage.value == "in_progress" and status.remaining is not None
     if running and status.remaining is not None and status.remaining > timedelta(0):
         out.write(f", {_span(status.remaining)} left")
