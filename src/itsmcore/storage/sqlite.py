@@ -26,6 +26,7 @@ from itsmcore.storage._core import (
     insert_record,
     schema_key,
     seal,
+    sealer,
     select_ids,
     update_record,
 )
@@ -214,13 +215,14 @@ _MANY: Final = (
 
 def _checked(kind: str, record_id: str, rows: Iterable[Sequence[Any]]) -> list[EventRow]:
     """Event rows with whether each matches its seal."""
-    out = []
-    for *fields, stored in rows:
-        row = EventRow(*fields)
-        if stored != seal(kind, record_id, row):
-            row = row._replace(intact=False)
-        out.append(row)
-    return out
+    seal_of = sealer(kind, record_id)
+    return [
+        _new_row(EventRow, (v, t, s, at, by, data, stored == seal_of(v, t, s, at, by, data)))
+        for v, t, s, at, by, data, stored in rows
+    ]
+
+
+_new_row: Final[Any] = tuple.__new__  # EventRow(...) without its Python-level __new__
 
 
 class _SQLiteSession:
@@ -232,16 +234,15 @@ class _SQLiteSession:
         return _checked(kind, record_id, self._conn.execute(_EVENTS, (kind, record_id)))
 
     def load_many(self, kind: str, record_ids: Sequence[str]) -> dict[str, list[EventRow]]:
-        out: dict[str, list[EventRow]] = {i: [] for i in record_ids}
-        ids = list(out)
+        found: dict[str, list[Sequence[Any]]] = {i: [] for i in record_ids}
+        ids = list(found)
         for start in range(0, len(ids), 500):  # stay under SQLite's parameter limit
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             where = f"WHERE kind = ? AND record_id IN ({marks}) ORDER BY record_id, version"
-            rows = self._conn.execute(_MANY + where, (kind, *chunk))
-            for record_id, *rest in rows:
-                out[record_id].extend(_checked(kind, record_id, (rest,)))
-        return out
+            for row in self._conn.execute(_MANY + where, (kind, *chunk)):
+                found[row[0]].append(row[1:])
+        return {i: _checked(kind, i, rows) for i, rows in found.items()}
 
     def query(self, kind: str, query: Query) -> list[str]:
         conn = self._conn
