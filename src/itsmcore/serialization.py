@@ -232,19 +232,35 @@ def _build_decoder(cls: type[Event]) -> Any:
     code = _Decoder(cls)
     whole = code.name("h", partial(_converter.structure, cl=cls))
     code.lines += ["def decode(o):", "    if type(o) is not dict:", f"        return {whole}(o)"]
-    # The order of cattrs' own: fields with defaults first (passed only if present).
+    # The order of cattrs' own: fields with defaults first, passed only if present (a plain
+    # default passed is the same as none passed: attrs converts and validates it alike).
     optional = [(k, f) for k, f in enumerate(fields) if f.default is not attrs.NOTHING]
-    code.lines.append("    res = {}")
+    plain = not any(isinstance(f.default, attrs.Factory) for _, f in optional)  # type: ignore[arg-type]
+    if not plain:
+        code.lines.append("    res = {}")
     for k, f in optional:
         code.lines += [f"    if {f.name!r} in o:", f"        v{k} = o[{f.name!r}]"]
         code.check(f"v{k}", f.type, "        ")
-        code.lines.append(f"        res[{f.name!r}] = v{k}")
+        if plain:
+            code.lines += ["    else:", f"        v{k} = {code.name('d', f.default)}"]
+        else:
+            code.lines.append(f"        res[{f.name!r}] = v{k}")
     required = [(k, f) for k, f in enumerate(fields) if f.default is attrs.NOTHING]
     for k, f in required:
         code.lines.append(f"    v{k} = o[{f.name!r}]")
         code.check(f"v{k}", f.type, "    ")
-    arguments = "".join(f"{f.name}=v{k}, " for k, f in required)
-    code.lines.append(f"    return _cls({arguments}**res)")
+    passed = required + optional if plain else required
+    arguments = [f"{f.name}=v{k}" for k, f in passed]
+    if plain and cls.__new__ is object.__new__ and type(cls).__call__ is type.__call__:
+        # What calling the class does, without the dict of keywords a class call builds.
+        code.names.update(_new=object.__new__, _init=cls.__init__)
+        code.lines += [
+            "    obj = _new(_cls)",
+            f"    _init({', '.join(['obj', *arguments])})",
+            "    return obj",
+        ]
+    else:
+        code.lines.append(f"    return _cls({', '.join([*arguments, '**res'])})")
     source = "\n".join(code.lines)
     filename = f"<itsmcore decoder {cls.__module__}.{cls.__qualname__}>"
     exec(compile(source, filename, "exec"), code.names)  # noqa: S102 - our own template

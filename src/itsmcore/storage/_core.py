@@ -97,8 +97,10 @@ def sealer(kind: str, record_id: str) -> Callable[[int, str, int, int, str, str]
     def seal_of(  # noqa: PLR0917 - a row's fields, positional on the hot path
         version: int, type_: str, schema: int, at: int, by: str, data: str
     ) -> str:
-        text = f"{version}\x1f{type_}\x1f{schema}\x1f{at}\x1f{by}\x1f{data}"
-        return f"{crc32(text.encode('utf-8', 'surrogatepass'), start):08x}"
+        head = f"{version}\x1f{type_}\x1f{schema}\x1f{at}\x1f{by}\x1f".encode(
+            "utf-8", "surrogatepass"
+        )
+        return f"{crc32(data.encode('utf-8', 'surrogatepass'), crc32(head, start)):08x}"
 
     return seal_of
 

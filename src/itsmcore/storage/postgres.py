@@ -292,17 +292,26 @@ _INSERT_EVENT: Final = (
 
 _OUTBOX_INSERT: Final = _outbox.insert_sql("%s")
 
+# An event and its outbox row in one statement (the CTE's insert runs though nothing reads
+# it): one round trip where two took two, and all of it or none.
+_INSERT_EVENT_AND_OUTBOX: Final = f"WITH e AS ({_INSERT_EVENT}) {_OUTBOX_INSERT}"
+
 
 def _write(conn: psycopg.Connection[Any], changes: Sequence[RecordWrite]) -> None:
     with conn.transaction():
         for change in changes:
             version = change.base + len(change.events)
             written = _claim(conn, change, version)
-            with conn.cursor() as cur:
-                cur.executemany(
-                    _INSERT_EVENT, [(change.kind, change.record_id, *e[:6]) for e in change.events]
-                )
-                cur.executemany(_OUTBOX_INSERT, _outbox.rows_of(change))
+            kind, record_id = change.kind, change.record_id
+            rows = [
+                (kind, record_id, *e[:6], *outbox)
+                for e, outbox in zip(change.events, _outbox.rows_of(change), strict=True)
+            ]
+            if len(rows) == 1:  # most commits: executemany's pipeline costs more for one
+                conn.execute(_INSERT_EVENT_AND_OUTBOX, rows[0])
+            else:
+                with conn.cursor() as cur:
+                    cur.executemany(_INSERT_EVENT_AND_OUTBOX, rows)
             if not written:
                 sql, params = update_record(change, version, "%s")
                 conn.execute(sql, params)
