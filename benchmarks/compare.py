@@ -9,8 +9,10 @@ a shared machine over both sides instead of favouring whichever ran on a quiet m
     python benchmarks/compare.py --against main --rounds 5 bench_sla.py --n 20000
 
 The benchmark script must accept ``--json PATH`` and write ``{"results": {row: {...}}}``,
-``{"evaluations_per_s": {row: rate}}`` or ``{"mixes": {mix: {"ops_per_s": {op: rate}}}}``;
-the comparison reads the ``*_per_s`` figures (itsmcore's own, not the peers').
+``{"evaluations_per_s": {row: rate}}``, ``{"mixes": {mix: {"ops_per_s": {op: rate}}}}`` or
+``{"ops_per_s": {row: rate}, "client_cpu_ops_per_s": {row: rate}}``; the comparison reads the
+``*_per_s`` figures (itsmcore's own, not the peers'; bench_storage.py's raw driver rows too:
+the same code on both sides, they show how much the machine moved between the sides).
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ def _rates(payload: dict[str, object]) -> dict[str, float]:
     rates = payload.get("evaluations_per_s")
     if isinstance(rates, dict):
         out.update({row: float(rate) for row, rate in rates.items()})
+    for key in ("ops_per_s", "client_cpu_ops_per_s"):  # bench_storage.py: stores and raw code
+        figures = payload.get(key)
+        if isinstance(figures, dict):
+            out.update({row: float(rate) for row, rate in figures.items()})
     mixes = payload.get("mixes")  # bench_calendar.py: operations per second per mix
     if isinstance(mixes, dict):
         for mix, figures in mixes.items():
