@@ -107,9 +107,9 @@ def rows_for(n: int) -> list[tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, 
         values = INCIDENTS.values(record)  # the kind's indexed columns, as the store keeps them
         out.append(
             (
-                ("incidents", record.id, *encode(1, record.history[0])),
+                ("incidents", record.id, *encode(1, record.history[0])[:6]),
                 ("incidents", record.id, 1, *(values[name] for name in _NAMES)),
-                ("incidents", record.id, *encode(2, started.history[1])),
+                ("incidents", record.id, *encode(2, started.history[1])[:6]),
             )
         )
     return out
