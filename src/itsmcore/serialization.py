@@ -27,7 +27,6 @@ True
 
 from __future__ import annotations
 
-import itertools
 import linecache
 from datetime import datetime, timedelta
 from enum import Enum
@@ -253,20 +252,7 @@ def _build_decoder(cls: type[Event]) -> Any:
     passed = sorted(required + optional, key=lambda kf: kf[0]) if plain else required
     arguments = [f"{f.name}=v{k}" for k, f in passed]
     called = plain and cls.__new__ is object.__new__ and type(cls).__call__ is type.__call__
-    converters = _plain_init(cls, [f for _, f in passed]) if called else None
-    if converters is not None:
-        # What its __init__ does, line for line (each field converted, then set, in order),
-        # on a twin class that may set its slots: a frozen class's __init__ sets each through
-        # object.__setattr__ (valgrind: 41,700 instructions to decode an incident's opening
-        # with __init__, 37,600 filled).
-        code.names.update(_new=object.__new__, _twin=_twin(cls))
-        code.lines.append("    obj = _new(_twin)")
-        for k, f in passed:
-            convert = converters.get(f.name)
-            value = f"v{k}" if convert is None else f"{code.name('c', convert)}(v{k})"
-            code.lines.append(f"    obj.{f.name} = {value}")
-        code.lines += ["    obj.__class__ = _cls", "    return obj"]
-    elif called:
+    if called:
         # What calling the class does, without the dict of keywords a class call builds.
         code.names.update(_new=object.__new__, _init=cls.__init__)
         code.lines += [
@@ -281,39 +267,6 @@ def _build_decoder(cls: type[Event]) -> Any:
     exec(compile(source, filename, "exec"), code.names)  # noqa: S102 - our own template
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     return code.names["decode"]
-
-
-def _plain_init(cls: type, fields: list[attrs.Attribute[Any]]) -> dict[str, Any] | None:
-    """The converters of ``cls``'s attrs ``__init__``, if it does nothing but set the fields.
-
-    Read from the source attrs generated: each field set in declaration order, through its
-    converter or as given, and nothing else (no validator, no hook, no cached hash).
-    """
-    init: Any = vars(cls).get("__init__")
-    code = getattr(init, "__code__", None)
-    if code is None or not code.co_filename.startswith("<attrs generated"):
-        return None
-    lines = linecache.getlines(code.co_filename)[code.co_firstlineno :]
-    body = [line.strip() for line in itertools.takewhile(lambda x: x.startswith("    "), lines)]
-    if not body or body[0] != "_setattr = _cached_setattr_get(self)":
-        return None
-    converters: dict[str, Any] = {}
-    expected = ["_setattr = _cached_setattr_get(self)"]
-    for f in fields:
-        convert = init.__globals__.get(f"__attr_converter_{f.name}")
-        if convert is None:
-            expected.append(f"_setattr({f.name!r}, {f.name})")
-        else:
-            expected.append(f"_setattr({f.name!r}, __attr_converter_{f.name}({f.name}))")
-            converters[f.name] = convert
-    return converters if body == expected and len(fields) == len(attrs.fields(cls)) else None
-
-
-def _twin(cls: type) -> type:
-    """A subclass of ``cls`` with its layout whose slots may be set (see ``_build_decoder``)."""
-    return type(
-        f"{cls.__name__}Filling", (cls,), {"__slots__": (), "__setattr__": object.__setattr__}
-    )
 
 
 def _decoder(cls: type[Event]) -> Callable[[Any], Event]:
