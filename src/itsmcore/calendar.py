@@ -1089,13 +1089,18 @@ class BusinessCalendar:
             return self._cover(lo, hi)
         return index
 
+    def _long(self) -> _Long:
+        """The calendar's arithmetic for long spans, made once and kept with its cache."""
+        long = self._cache.long
+        if long is None:
+            long = self._cache.long = _Long(self)
+        return long
+
     def _measure(self, lo: int, hi: int, *, index: bool = True) -> int:
         """The open time in ``[lo, hi)`` by arithmetic (see ``_Long``): for long spans."""
         if lo < _MIN_US or hi >= _MAX_US:
             raise ValidationError("business time is only counted between years 1 and 9999")
-        long = self._cache.long
-        if long is None:
-            long = self._cache.long = _Long(self)
+        long = self._long()
         if (
             hi - lo > _MAX_SPAN_US
             and long.holidays is None
@@ -1331,8 +1336,8 @@ class BusinessCalendar:
         left = abs(d)
         what = f"adding {MICROSECOND * d}" if forward else f"counting back {MICROSECOND * -d}"
         t = a
-        long = self._cache.long or _Long(self)
-        step = max(left // long.total, 1) * _WEEK_US
+        week = self._long().total
+        step = max(left // week, 1) * _WEEK_US
         while True:
             guess = min(t + step, _MAX_US - 1) if forward else max(t - step, _MIN_US)
             span = (t, guess) if forward else (guess, t)
@@ -1343,7 +1348,7 @@ class BusinessCalendar:
                         f"no open time left within the years 1 to 9999 for {what}"
                     )
                 t, left = guess, left - found
-                step = step * 2 if not found else max(left // long.total, 1) * _WEEK_US
+                step = step * 2 if not found else max(left // week, 1) * _WEEK_US
             elif step <= 8 * _WEEK_US:  # the answer lies within a few weeks: on the index
                 return self._add_near(t, left if forward else -left, far=False)
             else:
