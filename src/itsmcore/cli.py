@@ -46,7 +46,6 @@ TARGETS: dict[Priority, timedelta] = {
     Priority.P5: timedelta(hours=80),
 }
 """Resolution targets in business hours unless ``--targets`` says otherwise."""
-RESPONSE: dict[Priority, timedelta] = {p: t / 8 for p, t in TARGETS.items()}
 
 
 class UserError(Exception):
@@ -305,11 +304,20 @@ def _counts(counts: Counter[str]) -> str:
     return ", ".join(f"{n} {state}" for state, n in counts.most_common())
 
 
+def _clocks(
+    targets: dict[Priority, timedelta], calendar: BusinessCalendar
+) -> tuple[SLADefinition, SLADefinition]:
+    """The desk's response and resolution clocks (response targets an eighth of resolution's)."""
+    response = {p: t / 8 for p, t in targets.items()}
+    return (
+        SLADefinition.incident_response(response, calendar),
+        SLADefinition.incident_resolution(targets, calendar),
+    )
+
+
 def _sla_table(incidents: Sequence[Any], at: datetime, out: TextIO) -> None:
-    clocks = [
-        SLADefinition.incident_response(RESPONSE, OFFICE),
-        SLADefinition.incident_resolution(TARGETS, OFFICE),
-    ]
+    clocks = _clocks(TARGETS, OFFICE)
+    by_name = {clock.name: clock for clock in clocks}
     rows = evaluate_many(incidents, clocks, at=at, fields=("priority",))
     out.write("SLA compliance by priority (business hours, Mon-Fri 08:00-18:00 Berlin)\n")
     out.write(f"  {'priority':<14}{'clock':<22}{'target':>8}{'met':>6}{'breached':>10}")
@@ -325,10 +333,11 @@ def _sla_table(incidents: Sequence[Any], at: datetime, out: TextIO) -> None:
         elif stage in {"in_progress", "paused"}:
             cell["running"] += 1
     for (priority, clock), cell in sorted(table.items()):
-        target = (RESPONSE if "response" in clock else TARGETS)[priority]
+        target = by_name[clock].targets[priority]
         done = cell["met"] + cell["breached"]
         share = f"{100 * cell['met'] / done:.1f} %" if done else "-"
-        out.write(f"  {priority!s:<14}{clock:<22}{_span(target):>8}{cell['met']:>6}")
+        shown = "none" if target is None else _span(target)
+        out.write(f"  {priority!s:<14}{clock:<22}{shown:>8}{cell['met']:>6}")
         out.write(f"{cell['breached']:>10}{cell['running']:>9}{share:>12}\n")
 
 
@@ -393,10 +402,7 @@ def _report(args: argparse.Namespace, out: TextIO) -> None:
 
     calendar = _calendar(args.hours, args.tz)
     targets = _targets(args.targets)
-    clocks = [
-        SLADefinition.incident_resolution(targets, calendar),
-        SLADefinition.incident_response({p: t / 8 for p, t in targets.items()}, calendar),
-    ]
+    _, resolution = _clocks(targets, calendar)
     if args.rate < 0:
         raise UserError(f"--rate must not be negative, got {args.rate}")
     _import_workflow()
@@ -406,7 +412,7 @@ def _report(args: argparse.Namespace, out: TextIO) -> None:
         raise UserError(f"no incidents in {args.store}")
     at = args.at or max(i.updated_at for i in incidents)
     page = html_report(
-        incidents, at=at, calendar=calendar, clocks=clocks, billing=Billing(rate=args.rate)
+        incidents, at=at, calendar=calendar, clocks=[resolution], billing=Billing(rate=args.rate)
     )
     args.out.write_text(page, encoding="utf-8")
     out.write(f"wrote {args.out} ({len(page) // 1024:,} KB, {len(incidents):,} incidents)\n")
@@ -415,12 +421,9 @@ def _report(args: argparse.Namespace, out: TextIO) -> None:
 def _explain(args: argparse.Namespace, out: TextIO) -> None:
     calendar = _calendar(args.hours, args.tz)
     targets = _targets(args.targets)
-    clocks = []
-    if args.clock in {"response", "both"}:
-        response = {p: t / 8 for p, t in targets.items()}
-        clocks.append(SLADefinition.incident_response(response, calendar))
-    if args.clock in {"resolution", "both"}:
-        clocks.append(SLADefinition.incident_resolution(targets, calendar))
+    response, resolution = _clocks(targets, calendar)
+    shown = {"both": [response, resolution], "response": [response], "resolution": [resolution]}
+    clocks = shown[args.clock]
     at = args.at or datetime.now(UTC)
     tz = zone(args.tz)
     _import_workflow()

@@ -135,19 +135,19 @@ def _compliance(records: list[Incident], at: datetime, clock: SLADefinition) -> 
     groups: list[tuple[str, str]] = [row.group for row in rows]  # type: ignore[misc]
     months = sorted({month for _, month in groups})
     priorities = [p.name for p in Priority if any(name == p.name for name, _ in groups)]
-    rate = {row.group: row.rate for row in rows}
-    series: dict[str, Sequence[float | None]] = {}
-    for p in priorities:
-        shares = [rate.get((p, m)) for m in months]
-        series[p] = [None if share is None else 100 * share for share in shares]
+    cells = {row.group: row for row in rows}
+    none = analytics.ComplianceRow(sla=clock.name, group=None, count=0, met=0, rate=None)
+    grid = {p: [cells.get((p, m), none) for m in months] for p in priorities}
+    series: dict[str, Sequence[float | None]] = {
+        p: [None if row.rate is None else 100 * row.rate for row in grid[p]] for p in priorities
+    }
     chart = _svg.bars(
         f"{clock.name}: share met by priority and month", months, series, unit=" %", top=100
     )
     table = _table(
         ["priority", *months],
         [
-            [p]
-            + [f"{row.met}/{row.count}" if row.count else "-" for row in _cells(rows, p, months)]
+            [p] + [f"{row.met}/{row.count}" if row.count else "-" for row in grid[p]]
             for p in priorities
         ],
     )
@@ -157,21 +157,11 @@ def _compliance(records: list[Incident], at: datetime, clock: SLADefinition) -> 
     )
 
 
-def _cells(rows: Sequence[analytics.ComplianceRow], p: str, months: list[str]) -> list[Any]:
-    by_group = {row.group: row for row in rows}
-    empty = analytics.ComplianceRow(sla="", group=None, count=0, met=0, rate=None)
-    return [by_group.get((p, m), empty) for m in months]
-
-
 def _backlog(records: list[Incident], at: datetime) -> str:
     first = min(r.opened_at for r in records)
     tz = at.tzinfo or UTC
     day = first.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
-    instants = []
-    while day <= at:
-        instants.append(day)
-        day = (day + timedelta(days=1, hours=3)).replace(hour=0)  # midnight, DST or not
-    rows = analytics.backlog(records, instants=instants)
+    rows = analytics.backlog(records, instants=analytics.series(day, at, tz=tz))
     points = [(f"{row.at.astimezone(tz):%d %b}", float(row.open)) for row in rows]
     chart = _svg.line("open incidents at the start of each day", points)
     return f"<h2>Backlog</h2><p>Open incidents at the start of each day.</p>{chart}"
