@@ -518,20 +518,11 @@ class SLADefinition:
         15:00 breached 4:00:00
         """
         end = require_aware(at, "at")
-        tz = end.tzinfo
-        moments: list[Moment] = []
-        stage, cycles = SLAStage.NOT_STARTED, 0
-        for event in record.history:
-            if event.at > end:
-                break
-            status = self.evaluate(record, at=event.at)
-            now, spent = status.stage, status.business_elapsed
-            if cycles and len(status.cycles) > cycles and now is not SLAStage.NOT_STARTED:
-                moments.append(Moment(event.at.astimezone(tz), "restarted", spent))
-            elif now is not stage:
-                moments.append(Moment(event.at.astimezone(tz), _STORY[stage, now], spent))
-            stage, cycles = now, len(status.cycles)
-        for cycle in self.evaluate(record, at=end).cycles:
+        tz = end.tzinfo or UTC
+        now = to_us(end, "at")
+        (cycles,) = _run(record, (self,), now)
+        moments = self._turns(cycles, tz)
+        for cycle in self._status(cycles, now, tz).cycles:
             target = cycle.target
             if target is None:
                 continue
@@ -542,6 +533,37 @@ class SLADefinition:
             if cycle.breached_at is not None:
                 moments.append(Moment(cycle.breached_at, "breached", target))
         return tuple(sorted(moments, key=attrgetter("at")))
+
+    def _turns(self, cycles: list[_Cycle], tz: Any) -> list[Moment]:
+        """The stage changes of ``cycles``, read from their marks.
+
+        As ``evaluate`` after each event would show them: marks at one instant are one
+        change, and a cycle ended at the instant the next one starts (a reset) is told as
+        that one's restart.
+        """
+        moments: list[Moment] = []
+        stage = SLAStage.NOT_STARTED
+        for n, cycle in enumerate(cycles):
+            marks = cycle.marks
+            following = cycles[n + 1].started if n + 1 < len(cycles) else None
+            run = 0  # business time run in this cycle so far
+            k = 0
+            while k < len(marks):
+                t = marks[k][0]
+                if k and marks[k - 1][1] is _RUNNING:
+                    run += self.calendar.elapsed_us(marks[k - 1][0], t)
+                while k + 1 < len(marks) and marks[k + 1][0] == t:
+                    k += 1
+                state = marks[k][1]
+                k += 1
+                if k == len(marks) and t == following:
+                    continue  # ended as the next cycle starts: told as its restart
+                if n and t == cycle.started:
+                    moments.append(Moment(from_us(t, tz), "restarted", MICROSECOND * run))
+                elif state is not stage:
+                    moments.append(Moment(from_us(t, tz), _STORY[stage, state], MICROSECOND * run))
+                stage = state
+        return moments
 
     def next_event_at(self, record: Walkable, *, at: datetime) -> datetime | None:
         """The next instant after ``at`` at which the status changes by time alone.
