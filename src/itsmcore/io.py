@@ -37,6 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, tzinfo
 from enum import StrEnum
+from functools import partial
 from itertools import compress, pairwise, repeat
 from operator import ne
 from os import PathLike, fspath
@@ -485,9 +486,9 @@ class _Columns:
         """The rows (index, value) whose cell is one of ``values``, in order."""
         return ((i, v) for i, v in enumerate(self._column(k)) if v in values)
 
-    def cell(self, k: int | None, i: int) -> str:
-        """The cell of row ``i``."""
-        return "" if k is None else self._column(k)[i]
+    def cells(self, k: int | None) -> list[str]:
+        """The column's cells."""
+        return self._column(k)
 
 
 class _ArrowColumns:
@@ -532,11 +533,8 @@ class _ArrowColumns:
         rows = np.flatnonzero(np.isin(codes, chosen)).tolist()
         return ((i, distinct[codes[i]]) for i in rows)
 
-    def cell(self, k: int | None, i: int) -> str:
-        if k is None:
-            return ""
-        codes, values = self._factor(k)
-        return values[codes[i]]
+    def cells(self, k: int | None) -> list[str]:
+        return self.mapped(k, {v: v for v in self.distinct(k)})
 
 
 def _np() -> Any:
@@ -772,7 +770,7 @@ def _parse(  # noqa: C901, PLR0912, PLR0915 - one pass over the columns, in orde
         return columns.mapped(k, {v: empty.get(v, v) for v in columns.distinct(k)})
 
     id_column = place["id"]
-    ids: list[str] = columns.mapped(id_column, {v: v for v in columns.distinct(id_column)})
+    ids = columns.cells(id_column)
     if any(key in empty for key in columns.distinct(id_column)):
         for i, _ in columns.where(id_column, empty):
             reasons.setdefault(i, f"{mapping.id}: no incident id")
@@ -797,7 +795,7 @@ def _parse(  # noqa: C901, PLR0912, PLR0915 - one pass over the columns, in orde
     texts = [texts_of(name) for name in _TEXTS]
     infos = list(zip(impacts, urgencies, priorities, *texts, strict=True))
     actors = texts_of("updated_by")
-    state_labels = columns.mapped(place["state"], {v: v for v in columns.distinct(place["state"])})
+    state_labels = columns.cells(place["state"])
     table = list(zip(lines, updated, state_labels, targets, sequence, actors, infos,
                      strict=True))  # fmt: skip
     if reasons:
@@ -821,29 +819,28 @@ def _parse(  # noqa: C901, PLR0912, PLR0915 - one pass over the columns, in orde
             earlier.extend(table[start:end])
     # What only an incident's first or last row says is read for those rows alone.
     index_of = dict(zip(lines, range(count), strict=True))
-    cell = columns.cell
-    opened_at, opened_by, channel = place.get("opened_at"), place.get("opened_by"), place.get("channel")
-    reopens, reassigns = place.get("reopen_count"), place.get("reassignment_count")
+    opened_at, opened_by, channel = (
+        columns.cells(place.get(name)) for name in ("opened_at", "opened_by", "channel"))  # fmt: skip
+    reopens, reassigns = (columns.cells(place.get(n)) for n in ("reopen_count", "reassignment_count"))
     for key in list(incidents):
         rows = incidents[key]
         while rows:
             first = index_of[rows[0][0]]
-            opened = cell(opened_at, first)
             try:
-                when = None if opened in empty else at_of(opened)
+                at = None if opened_at[first] in empty else at_of(opened_at[first])
             except ItsmError as exc:
                 out.rejected.append(RejectedRow(lines[first], f"{mapping.opened_at}: {exc}", key))
                 del rows[0]
                 continue
-            opener, via = cell(opened_by, first), cell(channel, first)
-            openings[key] = (when, empty.get(opener, opener), empty.get(via, via))
+            openings[key] = (at, empty.get(opened_by[first], opened_by[first]),
+                             empty.get(channel[first], channel[first]))  # fmt: skip
             break
         if not rows:
             del incidents[key]
             continue
         last = index_of[rows[-1][0]]
-        counts[key] = (lines[last], _count_or_none(cell(reopens, last), empty),
-                       _count_or_none(cell(reassigns, last), empty))  # fmt: skip
+        counts[key] = (lines[last], _count_or_none(reopens[last], empty),
+                       _count_or_none(reassigns[last], empty))  # fmt: skip
     if reasons:
         out.cells.update(r[6][:3] for rows in incidents.values() for r in rows)
     else:
@@ -1005,6 +1002,15 @@ class _Makers:
         self.note = text(_NOTE, "text")  # every fixed text of the import is this one
         self.destinations: dict[tuple[str, str], str | None] = {}
         self._openings: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        wf = workflow
+        self._opening_checks: dict[str, Callable[[Any], Any]] = {
+            "title": lambda v: text(v, "title"),
+            "caller": lambda v: label(v, "caller"),
+            "channel": lambda v: wf.choice("channel", v, "channel"),
+            **{name: partial(optional_label, name=name) for name in (
+                "ci", "category", "subcategory", "assignment_group", "assignee")},
+        }  # fmt: skip
+        """Per field of an opening, the check ``Incident.open`` gives its value."""
         self.by_trigger = self._makers()
 
     def destination(self, state: str, trigger: str) -> str | None:
@@ -1050,19 +1056,23 @@ class _Makers:
         return event
 
     def _opening_fields(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
-        """``IncidentOpened``'s fields after its workflow, checked in ``Incident.open``'s order."""
+        """``IncidentOpened``'s fields after its workflow, checked in ``Incident.open``'s order.
+
+        Each field's value is checked once per distinct value of that field (an export
+        repeats its callers, groups and symptoms across thousands of openings).
+        """
         title, caller, channel, ci, category, subcategory, impact, urgency, priority = values[:9]
         group, assignee = values[9:]
-        wf = self.workflow
-        title = text(title, "title")
-        caller = label(caller, "caller")
-        channel = wf.choice("channel", channel, "channel")
-        ci = optional_label(ci, "ci")
-        category = optional_label(category, "category")
-        subcategory = optional_label(subcategory, "subcategory")
-        p = self._priority_fields((impact, urgency, priority))
-        group = optional_label(group, "assignment_group")
-        assignee = optional_label(assignee, "assignee")
+        once, checks = self.once, self._opening_checks
+        title = once("title", title, checks["title"])
+        caller = once("caller", caller, checks["caller"])
+        channel = once("channel", channel, checks["channel"])
+        ci = once("ci", ci, checks["ci"])
+        category = once("category", category, checks["category"])
+        subcategory = once("subcategory", subcategory, checks["subcategory"])
+        p = once("priority", (impact, urgency, priority), self._priority_fields)
+        group = once("assignment_group", group, checks["assignment_group"])
+        assignee = once("assignee", assignee, checks["assignee"])
         return (title, "", caller, channel, None, ci, category, subcategory, p["impact"],
                 p["urgency"], p["priority"], p["priority_overridden"], group, assignee)  # fmt: skip
 
