@@ -35,7 +35,7 @@ import re
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timezone, tzinfo
 from enum import StrEnum
 from functools import partial
 from itertools import compress, pairwise, repeat
@@ -357,8 +357,13 @@ class ImportResult:
 # --------------------------------------------------------------------------- reading
 
 
-def _read_text(source: str | PathLike[str] | TextIO, member: str | None) -> str:
-    """The whole text of a ``.csv`` path, a ``.zip`` path (one CSV inside) or a text stream."""
+def _read_text(source: str | PathLike[str] | TextIO, member: str | None) -> str | bytes:
+    """The whole text of a ``.csv`` path, a ``.zip`` path (one CSV inside) or a text stream.
+
+    A file that is all ASCII is returned as its bytes (valid UTF-8 as it is: the C
+    tokenizer reads them without a copy; :func:`_as_text` decodes them for the csv module);
+    any other file is decoded here, so bad UTF-8 is refused whichever reader reads it.
+    """
     if isinstance(source, (str, PathLike)):
         path = Path(fspath(source))
         if not path.is_file():
@@ -379,6 +384,8 @@ def _read_text(source: str | PathLike[str] | TextIO, member: str | None) -> str:
                 data = archive.read(member)
         else:
             data = path.read_bytes()
+        if data.isascii():
+            return data
         try:
             return data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
@@ -392,8 +399,15 @@ def _read_text(source: str | PathLike[str] | TextIO, member: str | None) -> str:
     return text.removeprefix("\ufeff")
 
 
-def _plain(text: str) -> bool:
+def _as_text(text: str | bytes) -> str:
+    """The text of :func:`_read_text`'s result (its bytes are ASCII)."""
+    return text if isinstance(text, str) else text.decode("ascii")
+
+
+def _plain(text: str | bytes) -> bool:
     """Whether the csv module would read ``text`` as plain comma-separated lines."""
+    if isinstance(text, bytes):
+        return b'"' not in text and b"\r" not in text
     return '"' not in text and "\r" not in text
 
 
@@ -412,11 +426,12 @@ def _line_widths(lines: list[str], width: int) -> tuple[list[int] | None, list[R
     return keep, rejected
 
 
-def _header(text: str) -> list[str]:
+def _header(text: str | bytes) -> list[str]:
     """The header row's names, as the csv module reads the first record."""
     if _plain(text):
-        return text[: text.find("\n") % (len(text) + 1)].split(",")
-    return next(csv.reader(io.StringIO(text, newline="")), [])
+        end = text.find(b"\n" if isinstance(text, bytes) else "\n") % (len(text) + 1)
+        return _as_text(text[:end]).split(",")
+    return next(csv.reader(io.StringIO(_as_text(text), newline="")), [])
 
 
 def _table(text: str) -> tuple[list[str], list[int], _Columns, list[RejectedRow]]:
@@ -550,7 +565,7 @@ def _arrow() -> tuple[Any, Any] | None:
 
 
 def _arrow_table(
-    text: str, header: list[str], wanted: Iterable[int]
+    text: str | bytes, header: list[str], wanted: Iterable[int]
 ) -> tuple[list[int], _ArrowColumns, list[RejectedRow]] | None:
     """The data rows' lines and wanted columns as pyarrow's C tokenizer reads them.
 
@@ -572,7 +587,7 @@ def _arrow_table(
         invalid.append(1)
         return "skip"
 
-    data = text.encode()
+    data = text.encode() if isinstance(text, str) else text
     try:
         table = pa_csv.read_csv(
             pa.py_buffer(data),
@@ -589,12 +604,12 @@ def _arrow_table(
         )  # fmt: skip
     except pa.ArrowInvalid:
         return None
-    del data
     count = table.num_rows
-    expected = text.count("\n") - text.endswith("\n")
-    if not invalid and count == expected and "\n\n" not in text:
+    expected = data.count(b"\n") - data.endswith(b"\n")
+    if not invalid and count == expected and b"\n\n" not in data:
         return list(range(2, count + 2)), _ArrowColumns(table, positions, count), []
-    lines = text.split("\n")  # rows of another width or empty lines: number them as _table does
+    del data
+    lines = _as_text(text).split("\n")  # rows of another width or empty lines: number them as _table does
     keep, rejected = _line_widths(lines, width)
     numbers = [i + 1 for i in (range(len(lines)) if keep is None else keep)][1:]
     if len(numbers) != count:
@@ -612,6 +627,9 @@ def _time_reader(  # noqa: C901 - three readers and a cache
     which reads (or refuses) it as it always did.
     """
     cache: dict[str, datetime] = {}
+    # A zone that is UTC under another name gives naive times UTC itself: the same instants
+    # without converting each one.
+    zoned = UTC if getattr(tz, "key", None) in ("UTC", "Etc/UTC") or tz == timezone.utc else tz
     days: dict[str, tuple[int, int, int] | None] = {}
     clocks: dict[str, tuple[int, int] | None] = {}
 
@@ -648,8 +666,8 @@ def _time_reader(  # noqa: C901 - three readers and a cache
                 at = parse(value)
             except ValueError as exc:
                 raise ValidationError(f"unreadable time: {exc}") from None
-            at = at.replace(tzinfo=tz) if at.tzinfo is None else at
-            found = cache[value] = at if tz is UTC and at.tzinfo is UTC else at.astimezone(UTC)
+            at = at.replace(tzinfo=zoned) if at.tzinfo is None else at
+            found = cache[value] = at if at.tzinfo is UTC else at.astimezone(UTC)
         return found
 
     return read
@@ -703,7 +721,7 @@ def _count(value: str) -> int:
 
 
 def _parse(  # noqa: C901, PLR0912, PLR0915 - one pass over the columns, in order
-    text: str,
+    text: str | bytes,
     mapping: LogMapping,
     tz: tzinfo,
     scales: tuple[type[Level], type[Level]],
@@ -732,7 +750,7 @@ def _parse(  # noqa: C901, PLR0912, PLR0915 - one pass over the columns, in orde
     arrow = None if engine == "python" else _arrow_table(text, header, place.values())
     columns: _Columns | _ArrowColumns
     if arrow is None:
-        _, lines, columns, rejected = _table(text)
+        _, lines, columns, rejected = _table(_as_text(text))
     else:
         lines, columns, rejected = arrow
     out = _Parsed(rejected=rejected, engine="python" if arrow is None else "pyarrow")
