@@ -27,8 +27,8 @@ import platform
 import time
 import zipfile
 from collections import Counter
-from functools import partial
 from datetime import UTC, datetime
+from functools import partial
 from itertools import compress, pairwise
 from operator import ne
 from typing import Any
@@ -441,8 +441,9 @@ def main() -> None:
         for name, run in (("python", floor), ("pyarrow", arrow_floor)):
             ours, sources = run()  # type: ignore[misc]
             differ = [k for k in lib.incidents if lib.incidents[k] != ours[k]]
+            same = dict(lib.sources) == sources
             print(f"check {name} floor: {len(differ)} of {len(lib.incidents):,} incidents "
-                  f"differ {differ[:5]}; sources equal: {dict(lib.sources) == sources}")  # fmt: skip
+                  f"differ {differ[:5]}; sources equal: {same}")  # fmt: skip
     sides = {"pandas.read_csv": lambda: pd.read_csv(LOG),
              "floor, python split": floor,
              "floor, pyarrow": arrow_floor,

@@ -442,14 +442,15 @@ def test_malformed_rows_are_rejected_alike_by_both_readers() -> None:
     fast, pure = _read(text, engine="pyarrow"), _read(text, engine="python")
     _same(fast, pure)
     assert [(r.line, r.reason) for r in fast.report.rejected] == [
-        (3, "incident_state: unknown state 'Escalated'; the mapping knows 'New', 'Active', "
-            "'In Progress', 'Awaiting User Info', 'Awaiting Problem', 'Awaiting Vendor', "
-            "'Awaiting Evidence', 'Awaiting Change', 'Resolved', 'Closed', 'Canceled', '-100'"),
+        (3, ("incident_state: unknown state 'Escalated'; the mapping knows 'New', 'Active', "
+             "'In Progress', 'Awaiting User Info', 'Awaiting Problem', 'Awaiting Vendor', "
+             "'Awaiting Evidence', 'Awaiting Change', 'Resolved', 'Closed', 'Canceled', "
+             "'-100'")),
         (4, "sys_updated_at: unreadable time: day is out of range for month"),
         (6, f"2 fields where the header has {len(HEADER)}"),
         (7, "number: no incident id"),
-        (8, "opened_at: unreadable time: 'yesterday' is not a day-first time "
-            "(29/2/2016 01:16)"),
+        (8, ("opened_at: unreadable time: 'yesterday' is not a day-first time "
+             "(29/2/2016 01:16)")),
     ]  # fmt: skip
     assert fast.sources == {"INC1": (2,), "INC2": (9, 9)}  # opened, then started
 

@@ -35,7 +35,7 @@ import re
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
-from datetime import UTC, datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from enum import StrEnum
 from functools import partial
 from itertools import compress, pairwise, repeat
@@ -357,7 +357,9 @@ class ImportResult:
 # --------------------------------------------------------------------------- reading
 
 
-def _read_text(source: str | PathLike[str] | TextIO, member: str | None) -> str | bytes:
+def _read_text(  # noqa: C901 - a path, a zip or a stream
+    source: str | PathLike[str] | TextIO, member: str | None
+) -> str | bytes:
     """The whole text of a ``.csv`` path, a ``.zip`` path (one CSV inside) or a text stream.
 
     A file that is all ASCII is returned as its bytes (valid UTF-8 as it is: the C
@@ -412,8 +414,11 @@ def _plain(text: str | bytes) -> bool:
 
 
 def _line_widths(lines: list[str], width: int) -> tuple[list[int] | None, list[RejectedRow]]:
-    """Of plain lines, the indices of those with ``width`` fields (None: all of them), and
-    the rejected ones: lines of another width (empty lines are skipped, not rejected)."""
+    """Which plain lines have ``width`` fields, and which are rejected.
+
+    The indices kept (None: all of them), and a rejection for each line of another width;
+    empty lines are skipped, not rejected.
+    """
     commas = list(map(str.count, lines, repeat(",", len(lines))))
     if commas.count(width - 1) == len(lines):
         return None, []
@@ -429,8 +434,8 @@ def _line_widths(lines: list[str], width: int) -> tuple[list[int] | None, list[R
 def _header(text: str | bytes) -> list[str]:
     """The header row's names, as the csv module reads the first record."""
     if _plain(text):
-        end = text.find(b"\n" if isinstance(text, bytes) else "\n") % (len(text) + 1)
-        return _as_text(text[:end]).split(",")
+        first = text.split(b"\n", 1)[0] if isinstance(text, bytes) else text.split("\n", 1)[0]
+        return _as_text(first).split(",")
     return next(csv.reader(io.StringIO(_as_text(text), newline="")), [])
 
 
@@ -557,7 +562,7 @@ def _np() -> Any:
 
 
 def _arrow() -> tuple[Any, Any] | None:
-    """pyarrow and its CSV reader, or None when pyarrow (the ``arrow`` extra) is absent."""
+    """The modules ``pyarrow`` and ``pyarrow.csv``; None without pyarrow (``arrow`` extra)."""
     try:
         return importlib.import_module("pyarrow"), importlib.import_module("pyarrow.csv")
     except ImportError:
@@ -575,7 +580,7 @@ def _arrow_table(
     plain, or pyarrow read another number of rows than the lines say.
     """
     modules = _arrow()
-    if modules is None or not _plain(text) or len(header) < 2:  # noqa: PLR2004 - one column: an empty line is a row
+    if modules is None or not _plain(text) or len(header) < 2:  # one column: an empty line is a row
         return None
     pa, pa_csv = modules
     width = len(header)
@@ -608,8 +613,8 @@ def _arrow_table(
     expected = data.count(b"\n") - data.endswith(b"\n")
     if not invalid and count == expected and b"\n\n" not in data:
         return list(range(2, count + 2)), _ArrowColumns(table, positions, count), []
-    del data
-    lines = _as_text(text).split("\n")  # rows of another width or empty lines: number them as _table does
+    del data  # rows of another width or empty lines: number the rows as _table does
+    lines = _as_text(text).split("\n")
     keep, rejected = _line_widths(lines, width)
     numbers = [i + 1 for i in (range(len(lines)) if keep is None else keep)][1:]
     if len(numbers) != count:
@@ -629,7 +634,7 @@ def _time_reader(  # noqa: C901 - three readers and a cache
     cache: dict[str, datetime] = {}
     # A zone that is UTC under another name gives naive times UTC itself: the same instants
     # without converting each one.
-    zoned = UTC if getattr(tz, "key", None) in ("UTC", "Etc/UTC") or tz == timezone.utc else tz
+    zoned = UTC if getattr(tz, "key", None) in ("UTC", "Etc/UTC") or tz == UTC else tz
     days: dict[str, tuple[int, int, int] | None] = {}
     clocks: dict[str, tuple[int, int] | None] = {}
 
@@ -644,13 +649,13 @@ def _time_reader(  # noqa: C901 - three readers and a cache
         if hm is _UNSEEN:
             found = _CLOCK_RE.fullmatch(clock)
             hm = clocks[clock] = None if found is None else (int(found[1]), int(found[2]))
-        if ymd is not None and hm is not None:
-            return datetime(*ymd, *hm)  # type: ignore[misc]  # noqa: DTZ001 - zoned below
+        if ymd is not None and hm is not None:  # zoned as it is made (what replace would do)
+            return datetime(*ymd, *hm, tzinfo=zoned)  # type: ignore[misc]
         match = _DAY_FIRST_RE.fullmatch(value)
         if match is None:
             raise ValueError(f"{value!r} is not a day-first time (29/2/2016 01:16)")
         d, m, year, hour, minute = map(int, match.groups())
-        return datetime(year, m, d, hour, minute)  # noqa: DTZ001 - zoned below
+        return datetime(year, m, d, hour, minute, tzinfo=zoned)
 
     def parse(value: str) -> datetime:
         if time_format == _DAY_FIRST:
@@ -837,9 +842,10 @@ def _parse(  # noqa: C901, PLR0912, PLR0915 - one pass over the columns, in orde
             earlier.extend(table[start:end])
     # What only an incident's first or last row says is read for those rows alone.
     index_of = dict(zip(lines, range(count), strict=True))
-    opened_at, opened_by, channel = (
-        columns.cells(place.get(name)) for name in ("opened_at", "opened_by", "channel"))  # fmt: skip
-    reopens, reassigns = (columns.cells(place.get(n)) for n in ("reopen_count", "reassignment_count"))
+    opened_at, opened_by, channel, reopens, reassigns = (
+        columns.cells(place.get(name))
+        for name in ("opened_at", "opened_by", "channel", "reopen_count", "reassignment_count")
+    )
     for key in list(incidents):
         rows = incidents[key]
         while rows:
