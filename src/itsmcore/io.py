@@ -1025,16 +1025,17 @@ class _Makers:
         self.make = make
         self.note = text(_NOTE, "text")  # every fixed text of the import is this one
         self.destinations: dict[tuple[str, str], str | None] = {}
-        self._openings: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         wf = workflow
-        self._opening_checks: dict[str, Callable[[Any], Any]] = {
-            "title": lambda v: text(v, "title"),
-            "caller": lambda v: label(v, "caller"),
-            "channel": lambda v: wf.choice("channel", v, "channel"),
-            **{name: partial(optional_label, name=name) for name in (
-                "ci", "category", "subcategory", "assignment_group", "assignee")},
-        }  # fmt: skip
-        """Per field of an opening, the check ``Incident.open`` gives its value."""
+        self._opening_checks: tuple[Callable[[Any], Any], ...] = (
+            lambda v: text(v, "title"),
+            lambda v: label(v, "caller"),
+            lambda v: wf.choice("channel", v, "channel"),
+            *(partial(optional_label, name=name) for name in ("ci", "category", "subcategory")),
+            self._priority_fields,
+            *(partial(optional_label, name=name) for name in ("assignment_group", "assignee")),
+        )
+        """The checks ``Incident.open`` gives an opening's fields, in its order."""
+        self._opening_caches: tuple[dict[Any, Any], ...] = tuple({} for _ in self._opening_checks)
         self.by_trigger = self._makers()
 
     def destination(self, state: str, trigger: str) -> str | None:
@@ -1058,17 +1059,15 @@ class _Makers:
     ) -> IncidentOpened:  # fmt: skip
         """The event ``Incident.open`` would record, its values checked as it checks them.
 
-        The values after the id are checked once per distinct combination (an export opens
-        many incidents alike); with an actor not yet seen the event is built through its
-        ``__init__``, whose converters check it.
+        Each value after the id is checked once per distinct value of its field; with an
+        actor not yet seen the event is built through its ``__init__``, whose converters
+        check it.
         """
         wf = self.workflow
         ident = label(key, "id")
         values = (title, caller, channel, ci, category, subcategory, impact, urgency, priority,
                   group, assignee)  # fmt: skip
-        checked = self._openings.get(values)
-        if checked is None:
-            checked = self._openings[values] = self._opening_fields(values)
+        checked = self._opening_fields(values)
         if by in self.actors:
             return self.make["opened"](at, by, str(wf.initial), ident, wf.name, *checked)  # type: ignore[return-value]
         names = [f.name for f in attrs.fields(IncidentOpened)][5:]
@@ -1083,20 +1082,21 @@ class _Makers:
         """``IncidentOpened``'s fields after its workflow, checked in ``Incident.open``'s order.
 
         Each field's value is checked once per distinct value of that field (an export
-        repeats its callers, groups and symptoms across thousands of openings).
+        repeats its callers, groups and symptoms across thousands of openings; the UCI log
+        has 23,587 distinct combinations in 24,918 openings, so combinations are not kept).
         """
         title, caller, channel, ci, category, subcategory, impact, urgency, priority = values[:9]
-        group, assignee = values[9:]
-        once, checks = self.once, self._opening_checks
-        title = once("title", title, checks["title"])
-        caller = once("caller", caller, checks["caller"])
-        channel = once("channel", channel, checks["channel"])
-        ci = once("ci", ci, checks["ci"])
-        category = once("category", category, checks["category"])
-        subcategory = once("subcategory", subcategory, checks["subcategory"])
-        p = once("priority", (impact, urgency, priority), self._priority_fields)
-        group = once("assignment_group", group, checks["assignment_group"])
-        assignee = once("assignee", assignee, checks["assignee"])
+        checked = []
+        for value, cache, check in zip(
+            (title, caller, channel, ci, category, subcategory, (impact, urgency, priority),
+             *values[9:]),
+            self._opening_caches, self._opening_checks, strict=True,
+        ):  # fmt: skip
+            found = cache.get(value, _UNSEEN)
+            if found is _UNSEEN:
+                found = cache[value] = check(value)
+            checked.append(found)
+        title, caller, channel, ci, category, subcategory, p, group, assignee = checked
         return (title, "", caller, channel, None, ci, category, subcategory, p["impact"],
                 p["urgency"], p["priority"], p["priority_overridden"], group, assignee)  # fmt: skip
 
@@ -1532,33 +1532,19 @@ class _Builder:
             first = False
         return history.result(), sources
 
-    def _move(  # noqa: PLR0911 - one return per target state
-        self, key: str, line: int, current: str, target: str
-    ) -> str | None:
+    def _move(self, key: str, line: int, current: str, target: str) -> str | None:
         """The trigger moving the incident from ``current`` to ``target``, or None.
 
         What a desk should not do (closing unresolved, moving back) is noted.
         """
-        if target == _WORK:
-            if current == _NEW:
-                return "start"
-            if current == _HOLD:
-                return "resume"
-            return None  # reopened: back at work already
-        if target == _HOLD:
-            return "hold"
-        if target == _RESOLVED:
-            return "resolve"
-        if target == _CLOSED:
-            if current != _RESOLVED:
-                self.note(key, line, AnomalyKind.CLOSED_UNRESOLVED,
-                          f"closed from {current} without a resolution")  # fmt: skip
-            return "close"
-        if target == _CANCELED:
-            return "cancel"
-        moved = f"the export moves it from {current} back to {target}; it stays {current}"
-        self.note(key, line, AnomalyKind.REFUSED, moved)
-        return None
+        pair = (current, target)
+        found = _MOVES.get(pair)
+        if found is None:
+            found = _MOVES[pair] = _move_of(current, target)
+        trigger, anomaly = found
+        if anomaly is not None:
+            self.note(key, line, *anomaly)
+        return trigger
 
     def _check_counts(self, incident: Incident, counts: tuple[int, int | None, int | None]) -> None:
         line, reopens, reassigns = counts
@@ -1571,6 +1557,36 @@ class _Builder:
                           f"{column} {ours} here, {theirs} in the export")  # fmt: skip
 
 
+def _move_of(  # noqa: PLR0911 - one return per target state
+    current: str, target: str
+) -> tuple[str | None, tuple[AnomalyKind, str] | None]:
+    """The trigger moving an incident from ``current`` to ``target`` (or None).
+
+    With it, what a desk should not do (closing unresolved, moving back), to be noted.
+    """
+    if target == _WORK:
+        if current == _NEW:
+            return "start", None
+        if current == _HOLD:
+            return "resume", None
+        return None, None  # reopened: back at work already
+    if target == _HOLD:
+        return "hold", None
+    if target == _RESOLVED:
+        return "resolve", None
+    if target == _CLOSED:
+        if current != _RESOLVED:
+            return "close", (AnomalyKind.CLOSED_UNRESOLVED,
+                             f"closed from {current} without a resolution")  # fmt: skip
+        return "close", None
+    if target == _CANCELED:
+        return "cancel", None
+    moved = f"the export moves it from {current} back to {target}; it stays {current}"
+    return None, (AnomalyKind.REFUSED, moved)
+
+
+_MOVES: dict[tuple[str, str], tuple[str | None, tuple[AnomalyKind, str] | None]] = {}
+""":func:`_move_of` of each pair of states, kept as it is asked (states are few)."""
 _ENGINES: Final = ("auto", "pyarrow", "python")
 _UNKNOWN: Final = "unknown"
 """The caller or actor of a row that names none."""
