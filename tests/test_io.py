@@ -380,6 +380,9 @@ BAD_CELLS = {
 """Cells that make a row unreadable (or, for reopen_count, that a final count ignores)."""
 
 
+PLAIN = st.characters(exclude_characters='",\r\n')
+
+
 @st.composite
 def malformed_logs(draw: st.DrawFn) -> str:
     """Random plain exports with unreadable cells, rows of the wrong width, empty lines."""
@@ -396,6 +399,8 @@ def malformed_logs(draw: st.DrawFn) -> str:
             )  # fmt: skip
             for column in draw(st.lists(st.sampled_from(sorted(BAD_CELLS)), max_size=2)):
                 row[column] = draw(st.sampled_from(BAD_CELLS[column]))
+            if draw(st.booleans()):  # any text but what would need quoting
+                row["u_symptom"] = draw(st.text(PLAIN, max_size=4))
             rows.append(row)
     lines = _csv(rows).split("\n")
     for _ in range(draw(st.integers(0, 3))):  # rows of the wrong width and empty lines
@@ -465,6 +470,14 @@ def test_text_the_c_tokenizer_cannot_number_goes_through_the_csv_module() -> Non
         assert result.report.engine == "python"
         _same(result, _read(text, engine="python"))
         assert result.sources == _read(_csv(LIFE)).sources
+
+
+def test_a_lone_surrogate_is_refused_alike_by_both_readers() -> None:
+    text = _csv([r | {"u_symptom": "half \ud800"} for r in LIFE])
+    auto, pure = _read(text), _read(text, engine="python")
+    _same(auto, pure)
+    assert "lone surrogate" in auto.report.rejected[0].reason
+    assert auto.report.engine == "python"  # pyarrow reads UTF-8 bytes, which cannot hold it
 
 
 def test_an_ascii_file_and_a_utf8_file_read_alike(tmp_path: object) -> None:

@@ -592,7 +592,10 @@ def _arrow_table(
         invalid.append(1)
         return "skip"
 
-    data = text.encode() if isinstance(text, str) else text
+    try:  # a stream's text may hold a lone surrogate: the csv module reads that
+        data = text.encode() if isinstance(text, str) else text
+    except UnicodeEncodeError:
+        return None
     try:
         table = pa_csv.read_csv(
             pa.py_buffer(data),
