@@ -875,7 +875,8 @@ def _parse(  # noqa: C901, PLR0912, PLR0915 - one pass over the columns, in orde
     for cell in [c for c in out.cells if None in c]:
         del out.cells[cell]
     codes = texts[_TEXTS.index("resolution_code")]
-    out.codes.update(code for code in (codes[i] for i in kept) if code is not None)
+    used = set(codes if not reasons else [codes[i] for i in kept])
+    out.codes.update(code for code in used if code is not None)
     out.channels.update(o[2] for o in openings.values() if o[2] is not None)
     return out
 
