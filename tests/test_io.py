@@ -502,6 +502,9 @@ def test_the_engine_is_checked_and_pyarrow_is_optional(monkeypatch: pytest.Monke
     with pytest.raises(ValidationError, match="engine must be one of auto, pyarrow, python"):
         _read(text, engine="arrow")
     with_arrow = _read(text)
+    with monkeypatch.context() as without_numpy:  # recent pyarrow does not require numpy
+        without_numpy.setitem(sys.modules, "numpy", None)
+        assert _read(text).report.engine == "python"
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if it were not installed
     monkeypatch.setitem(sys.modules, "pyarrow.csv", None)
     without = _read(text)

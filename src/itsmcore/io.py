@@ -562,8 +562,12 @@ def _np() -> Any:
 
 
 def _arrow() -> tuple[Any, Any] | None:
-    """The modules ``pyarrow`` and ``pyarrow.csv``; None without pyarrow (``arrow`` extra)."""
+    """The modules ``pyarrow`` and ``pyarrow.csv``, or None: the ``arrow`` extra is absent.
+
+    numpy, which reads the codes, is part of the extra: recent pyarrow does not require it.
+    """
     try:
+        importlib.import_module("numpy")
         return importlib.import_module("pyarrow"), importlib.import_module("pyarrow.csv")
     except ImportError:
         return None
