@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import gc
 import io
+import sys
 import zipfile
 from datetime import UTC, datetime, timedelta
 
@@ -362,3 +363,152 @@ def test_the_collector_is_left_as_it_was_and_frozen_objects_stay_frozen() -> Non
 def test_the_servicenow_mapping_reads_its_columns() -> None:
     assert SERVICENOW.columns()["id"] == "number"
     assert SERVICENOW.states["-100"] is None
+
+
+# --------------------------------------------------------------------------- the two readers
+
+BAD_CELLS = {
+    "incident_state": ["Escalated", "?", ""],
+    "sys_updated_at": ["31/2/2016 01:07", "yesterday", "?", "29/2/2016 1:7"],
+    "opened_at": ["30/2/2016 01:00", "soon"],
+    "number": ["?", ""],
+    "impact": ["9 - Huge", "High"],
+    "priority": ["0 - Now"],
+    "sys_mod_count": ["-1", "many"],
+    "reopen_count": ["x"],
+}
+"""Cells that make a row unreadable (or, for reopen_count, that a final count ignores)."""
+
+
+PLAIN = st.characters(exclude_characters='",\r\n')
+
+
+@st.composite
+def malformed_logs(draw: st.DrawFn) -> str:
+    """Random plain exports with unreadable cells, rows of the wrong width, empty lines."""
+    rows = []
+    for n in range(draw(st.integers(1, 4))):
+        minutes = 0
+        for k in range(draw(st.integers(1, 6))):
+            minutes += draw(st.integers(-10, 60))
+            row = _row(
+                f"INC{n}", draw(st.sampled_from([*STATES, "Canceled"])), minutes,
+                sys_mod_count=k, assigned_to=draw(st.sampled_from(["?", "Ann", "Bo"])),
+                sys_updated_by=draw(st.sampled_from(["Agent", "?", "Agent 2"])),
+                closed_code=draw(st.sampled_from(["?", "code 6"])),
+            )  # fmt: skip
+            for column in draw(st.lists(st.sampled_from(sorted(BAD_CELLS)), max_size=2)):
+                row[column] = draw(st.sampled_from(BAD_CELLS[column]))
+            if draw(st.booleans()):  # any text but what would need quoting
+                row["u_symptom"] = draw(st.text(PLAIN, max_size=4))
+            rows.append(row)
+    lines = _csv(rows).split("\n")
+    for _ in range(draw(st.integers(0, 3))):  # rows of the wrong width and empty lines
+        odd = draw(st.sampled_from(["", "INC9,New", " ", "INC1,New,,,,,", ",".join(["x"] * 30)]))
+        lines.insert(draw(st.integers(1, len(lines))), odd)
+    return "\n".join(lines)
+
+
+def _same(one: object, other: object) -> None:
+    assert one.incidents == other.incidents  # type: ignore[attr-defined]
+    assert one.sources == other.sources  # type: ignore[attr-defined]
+    assert one.report == other.report  # type: ignore[attr-defined]
+    assert one.report.rejected == other.report.rejected  # type: ignore[attr-defined]
+    assert one.workflow == other.workflow  # type: ignore[attr-defined]
+
+
+@given(malformed_logs())
+def test_the_c_tokenizer_and_the_python_reader_give_identical_imports(text: str) -> None:
+    """The same incidents, sources and report, rejected rows with the same lines and
+    reasons, whichever reader splits the text."""
+    fast, pure = _read(text, engine="pyarrow"), _read(text, engine="python")
+    assert (fast.report.engine, pure.report.engine) == ("pyarrow", "python")
+    _same(fast, pure)
+    assert _read(text).report.engine == "pyarrow"  # the default uses it when it can
+
+
+@given(edited_logs())
+def test_the_readers_agree_on_edits_new_actors_and_padded_values(text: str) -> None:
+    _same(_read(text, engine="pyarrow"), _read(text, engine="python"))
+
+
+def test_malformed_rows_are_rejected_alike_by_both_readers() -> None:
+    rows = [
+        _row("INC1", "New", 5),
+        _row("INC1", "Escalated", 6),  # line 3: unknown state
+        _row("INC1", "Active", 7, sys_updated_at="31/2/2016 01:07"),  # line 4
+        _row("?", "New", 8),  # line 5: no id
+        _row("INC2", "New", 9, opened_at="yesterday"),  # line 6: cannot open
+        _row("INC2", "Active", 10),
+    ]
+    lines = _csv(rows).split("\n")
+    lines[4:4] = ["", "INC3,New"]  # an empty line (line 5) and a short row (line 6)
+    text = "\n".join(lines)
+    fast, pure = _read(text, engine="pyarrow"), _read(text, engine="python")
+    _same(fast, pure)
+    assert [(r.line, r.reason) for r in fast.report.rejected] == [
+        (3, ("incident_state: unknown state 'Escalated'; the mapping knows 'New', 'Active', "
+             "'In Progress', 'Awaiting User Info', 'Awaiting Problem', 'Awaiting Vendor', "
+             "'Awaiting Evidence', 'Awaiting Change', 'Resolved', 'Closed', 'Canceled', "
+             "'-100'")),
+        (4, "sys_updated_at: unreadable time: day is out of range for month"),
+        (6, f"2 fields where the header has {len(HEADER)}"),
+        (7, "number: no incident id"),
+        (8, ("opened_at: unreadable time: 'yesterday' is not a day-first time "
+             "(29/2/2016 01:16)")),
+    ]  # fmt: skip
+    assert fast.sources == {"INC1": (2,), "INC2": (9, 9)}  # opened, then started
+
+
+def test_text_the_c_tokenizer_cannot_number_goes_through_the_csv_module() -> None:
+    """Quoted fields (which may span lines) and carriage returns: the csv module reads
+    them, whatever the engine asked for."""
+    quoted = _csv(LIFE, quoting=csv.QUOTE_ALL)
+    crlf = _csv(LIFE).replace("\n", "\r\n")
+    for text in (quoted, crlf):
+        result = _read(text, engine="pyarrow")
+        assert result.report.engine == "python"
+        _same(result, _read(text, engine="python"))
+        assert result.sources == _read(_csv(LIFE)).sources
+
+
+def test_a_lone_surrogate_is_refused_alike_by_both_readers() -> None:
+    text = _csv([r | {"u_symptom": "half \ud800"} for r in LIFE])
+    auto, pure = _read(text), _read(text, engine="python")
+    _same(auto, pure)
+    assert "lone surrogate" in auto.report.rejected[0].reason
+    assert auto.report.engine == "python"  # pyarrow reads UTF-8 bytes, which cannot hold it
+
+
+def test_an_ascii_file_and_a_utf8_file_read_alike(tmp_path: object) -> None:
+    from pathlib import Path  # noqa: PLC0415
+
+    folder = Path(str(tmp_path))
+    plain, accented = folder / "plain.csv", folder / "accented.csv"
+    plain.write_text(_csv(LIFE), encoding="utf-8")
+    accented.write_text("\ufeff" + _csv([r | {"caller_id": "Zoë"} for r in LIFE]), "utf-8")
+    for path in (plain, accented):
+        _same(read_incident_log(path, zone="UTC", engine="pyarrow"),
+              read_incident_log(path, zone="UTC", engine="python"))  # fmt: skip
+    assert read_incident_log(accented, zone="UTC").incidents["INC1"].caller == "Zoë"
+    (folder / "latin1.csv").write_bytes(_csv([r | {"caller_id": "Zoë"} for r in LIFE]).encode(
+        "latin-1"))  # fmt: skip
+    with pytest.raises(ValidationError, match="is not UTF-8 text"):
+        read_incident_log(folder / "latin1.csv", zone="UTC")
+
+
+def test_the_engine_is_checked_and_pyarrow_is_optional(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = _csv(LIFE)
+    with pytest.raises(ValidationError, match="engine must be one of auto, pyarrow, python"):
+        _read(text, engine="arrow")
+    with_arrow = _read(text)
+    with monkeypatch.context() as without_numpy:  # recent pyarrow does not require numpy
+        without_numpy.setitem(sys.modules, "numpy", None)
+        assert _read(text).report.engine == "python"
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if it were not installed
+    monkeypatch.setitem(sys.modules, "pyarrow.csv", None)
+    without = _read(text)
+    assert without.report.engine == "python"
+    _same(without, with_arrow)
+    with pytest.raises(ValidationError, match=r"needs pyarrow: pip install 'itsmcore\[arrow\]'"):
+        _read(text, engine="pyarrow")

@@ -252,3 +252,17 @@ def test_the_top_recurring_groups_are_the_exports_own_counts(
         ]
         assert (candidate.first_seen, candidate.last_seen) == (min(opened), max(opened))
         assert sum(n for _, n in candidate.monthly) == candidate.count
+
+
+def test_the_c_tokenizer_and_the_python_reader_import_the_log_identically(
+    imported: ImportResult,
+) -> None:
+    """The default reads the log with pyarrow's C tokenizer (the test extra installs it);
+    the pure-Python reader gives the same incidents, sources and report."""
+    assert imported.report.engine == "pyarrow"
+    pure = read_incident_log(LOG, zone="UTC", engine="python")
+    assert pure.report.engine == "python"
+    assert pure.report == imported.report
+    assert pure.sources == imported.sources
+    assert pure.incidents == imported.incidents
+    assert pure.workflow == imported.workflow
