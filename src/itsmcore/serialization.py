@@ -32,6 +32,8 @@ from datetime import datetime, timedelta
 from enum import Enum
 from fractions import Fraction
 from functools import partial
+from inspect import CO_VARARGS, CO_VARKEYWORDS
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -252,8 +254,18 @@ def _build_decoder(cls: type[Event]) -> Any:
     passed = sorted(required + optional, key=lambda kf: kf[0]) if plain else required
     arguments = [f"{f.name}=v{k}" for k, f in passed]
     called = plain and cls.__new__ is object.__new__ and type(cls).__call__ is type.__call__
-    if called:
-        # What calling the class does, without the dict of keywords a class call builds.
+    positional = _positional(cls.__init__, [f.name for _, f in passed]) if called else None
+    if positional is not None:
+        # What calling the class does, with the arguments in a row: a class call builds a
+        # dict of its keywords, and so does any call with more than 14 of them (CPython
+        # packs those into a dict); an incident's opening has 19 fields.
+        code.names.update(_new=object.__new__, _init=positional)
+        code.lines += [
+            "    obj = _new(_cls)",
+            f"    _init(obj, {', '.join(f'v{k}' for k, _ in passed)})",
+            "    return obj",
+        ]
+    elif called:
         code.names.update(_new=object.__new__, _init=cls.__init__)
         code.lines += [
             "    obj = _new(_cls)",
@@ -267,6 +279,30 @@ def _build_decoder(cls: type[Event]) -> Any:
     exec(compile(source, filename, "exec"), code.names)  # noqa: S102 - our own template
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     return code.names["decode"]
+
+
+def _positional(init: Any, names: list[str]) -> Any:
+    """``init`` taking ``names`` (its keyword-only parameters, in order) by position.
+
+    The same code object with its keyword-only parameters counted as positional ones: the
+    same body runs (the class's converters and validators), only the calling convention
+    differs. ``None`` unless ``init`` is a plain function taking ``self`` and exactly those
+    keywords, in that order, and nothing else.
+    """
+    code = getattr(init, "__code__", None)
+    if not isinstance(init, FunctionType) or code is None:
+        return None
+    n = len(names)
+    if (
+        code.co_argcount != 1
+        or code.co_posonlyargcount
+        or code.co_kwonlyargcount != n
+        or code.co_flags & (CO_VARARGS | CO_VARKEYWORDS)
+        or code.co_varnames[1 : 1 + n] != tuple(names)
+    ):
+        return None
+    code = code.replace(co_argcount=1 + n, co_kwonlyargcount=0)
+    return FunctionType(code, init.__globals__, init.__name__, None, init.__closure__)
 
 
 def _decoder(cls: type[Event]) -> Callable[[Any], Event]:
