@@ -34,7 +34,8 @@ from itsmcore.errors import CorruptionError, ValidationError
 from itsmcore.events import Event, event_types
 from itsmcore.priority import Level
 from itsmcore.storage import _core as core
-from itsmcore.storage._core import EventRow, decode, encode, seal, sealer
+from itsmcore.storage._core import EventRow, decode, encode, seal
+from itsmcore.storage.sqlite import _checked
 
 TYPES = sorted(event_types())
 
@@ -259,13 +260,15 @@ def test_extra_keys_are_ignored_as_before() -> None:
     st.text(max_size=8),
     st.text(max_size=20),
 )
-def test_a_kinds_sealer_seals_as_seal_does(
+def test_a_sqlite_load_checks_each_row_against_seal(
     kind: str, record_id: str, version: int, type_: str, schema: int, at: int, by: str, data: str
 ) -> None:
     row = EventRow(version, type_, schema, at, by, data)
-    assert sealer(kind, record_id)(version, type_, schema, at, by, data) == seal(
-        kind, record_id, row
-    )
+    stored = seal(kind, record_id, row)
+    tampered = f"{(int(stored, 16) + 1) % 2**32:08x}"
+    checked = _checked(kind, record_id, [(*row[:6], stored), (*row[:6], tampered)])
+    assert checked == [row, row._replace(intact=False)]
+    assert [r.intact for r in checked] == [True, False]
 
 
 # ---------------------------------------------------------------------------- orjson

@@ -51,7 +51,6 @@ __all__ = [
     "Session",
     "UnitOfWorkBase",
     "retry",
-    "sealer",
     "select_ids",
 ]
 
@@ -85,26 +84,6 @@ def seal(kind: str, record_id: str, row: EventRow) -> str:
     )
     # CRC-32: made for catching accidental changes, and cheaper than a cryptographic hash.
     return f"{zlib.crc32(text.encode('utf-8', 'surrogatepass')):08x}"
-
-
-def sealer(kind: str, record_id: str) -> Callable[[int, str, int, int, str, str], str]:
-    """``seal`` for the rows of one record: ``seal_of(version, type, schema, at, by, data)``.
-
-    The same digest, with the record's part of the text summed once per load rather than
-    once per row (CRC-32 continues from a running value: crc(a + b) = crc(b, crc(a))).
-    """
-    start = zlib.crc32(f"{kind}\x1f{record_id}\x1f".encode("utf-8", "surrogatepass"))
-    crc32 = zlib.crc32
-
-    def seal_of(  # noqa: PLR0917 - a row's fields, positional on the hot path
-        version: int, type_: str, schema: int, at: int, by: str, data: str
-    ) -> str:
-        head = f"{version}\x1f{type_}\x1f{schema}\x1f{at}\x1f{by}\x1f".encode(
-            "utf-8", "surrogatepass"
-        )
-        return f"{crc32(data.encode('utf-8', 'surrogatepass'), crc32(head, start)):08x}"
-
-    return seal_of
 
 
 class RecordWrite(NamedTuple):
