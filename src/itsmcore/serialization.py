@@ -32,13 +32,15 @@ from datetime import datetime, timedelta
 from enum import Enum
 from fractions import Fraction
 from functools import partial
+from inspect import CO_VARARGS, CO_VARKEYWORDS
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import cattrs
 
 from itsmcore.errors import ValidationError
-from itsmcore.events import Event, event_type
+from itsmcore.events import Event, event_type, event_types
 from itsmcore.priority import Impact, Level, Priority, Urgency
 from itsmcore.record import Record, record_class, storable
 from itsmcore.sla import CycleStatus, SLAStage, SLAStatus
@@ -129,7 +131,7 @@ def _storable_strings(value: object, where: str) -> None:
 
 # What cattrs' structuring can raise for data that does not fit (its strict hooks and the
 # event's own converters raise ValueError/TypeError, a missing field KeyError).
-_MISFITS: Final = (
+DECODE_ERRORS: Final = (
     ValueError,
     TypeError,
     KeyError,
@@ -158,6 +160,8 @@ class _Decoder:
     def __init__(self, cls: type) -> None:
         self.names: dict[str, object] = {"_cls": cls, "_refuse": _refuse}
         self.lines: list[str] = []
+        self.exact = True
+        """Whether every field is checked inline: no value reaches a hook of cattrs."""
 
     def name(self, prefix: str, value: object) -> str:
         key = f"_{prefix}{len(self.names)}"
@@ -215,12 +219,17 @@ class _Decoder:
             out.append(f"{pad}            raise _refuse(_e, 'a str')")
             out.append(f"{pad}    {var} = tuple({var})")
             out.append(f"{pad}else:")
+            # Not a list: cattrs iterates it (a dict's keys, a string's characters) and keeps
+            # no number of it, so the decoder stays exact (see exact_decoder).
+            exact = self.exact
             self.call(var, kind, hook, pad + "    ")
+            self.exact = exact
         else:
             self.call(var, kind, hook, pad)
 
     def call(self, var: str, kind: object, hook: object, pad: str) -> None:
         """The line that passes ``var`` through its cattrs hook, as cattrs would."""
+        self.exact = False
         self.lines.append(f"{pad}{var} = {self.name('h', hook)}({var}, {self.name('t', kind)})")
 
 
@@ -252,8 +261,18 @@ def _build_decoder(cls: type[Event]) -> Any:
     passed = sorted(required + optional, key=lambda kf: kf[0]) if plain else required
     arguments = [f"{f.name}=v{k}" for k, f in passed]
     called = plain and cls.__new__ is object.__new__ and type(cls).__call__ is type.__call__
-    if called:
-        # What calling the class does, without the dict of keywords a class call builds.
+    positional = _positional(cls.__init__, [f.name for _, f in passed]) if called else None
+    if positional is not None:
+        # What calling the class does, with the arguments in a row: a class call builds a
+        # dict of its keywords, and so does any call with more than 14 of them (CPython
+        # packs those into a dict); an incident's opening has 19 fields.
+        code.names.update(_new=object.__new__, _init=positional)
+        code.lines += [
+            "    obj = _new(_cls)",
+            f"    _init(obj, {', '.join(f'v{k}' for k, _ in passed)})",
+            "    return obj",
+        ]
+    elif called:
         code.names.update(_new=object.__new__, _init=cls.__init__)
         code.lines += [
             "    obj = _new(_cls)",
@@ -266,7 +285,33 @@ def _build_decoder(cls: type[Event]) -> Any:
     filename = f"<itsmcore decoder {cls.__module__}.{cls.__qualname__}>"
     exec(compile(source, filename, "exec"), code.names)  # noqa: S102 - our own template
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    if code.exact:
+        _checked_inline.add(cls)
     return code.names["decode"]
+
+
+def _positional(init: Any, names: list[str]) -> Any:
+    """``init`` taking ``names`` (its keyword-only parameters, in order) by position.
+
+    The same code object with its keyword-only parameters counted as positional ones: the
+    same body runs (the class's converters and validators), only the calling convention
+    differs. ``None`` unless ``init`` is a plain function taking ``self`` and exactly those
+    keywords, in that order, and nothing else.
+    """
+    code = getattr(init, "__code__", None)
+    if not isinstance(init, FunctionType) or code is None:
+        return None
+    n = len(names)
+    if (
+        code.co_argcount != 1
+        or code.co_posonlyargcount
+        or code.co_kwonlyargcount != n
+        or code.co_flags & (CO_VARARGS | CO_VARKEYWORDS)
+        or code.co_varnames[1 : 1 + n] != tuple(names)
+    ):
+        return None
+    code = code.replace(co_argcount=1 + n, co_kwonlyargcount=0)
+    return FunctionType(code, init.__globals__, init.__name__, None, init.__closure__)
 
 
 def _decoder(cls: type[Event]) -> Callable[[Any], Event]:
@@ -283,6 +328,25 @@ def _decoder(cls: type[Event]) -> Callable[[Any], Event]:
 
 
 _decoders: dict[type, Callable[[Any], Any]] = {}
+_checked_inline: set[type] = set()
+
+
+def exact_decoder(type_name: str, schema_version: int) -> Callable[[Any], Event] | None:
+    """The decoder of that event type and version if it checks every field itself.
+
+    Such a decoder reads each field's value with its own inline check (``str``, ``int``,
+    ``bool``, enum, level, datetime, or ``None`` for optional ones), all of which refuse a
+    float; it raises one of ``DECODE_ERRORS`` for data that does not fit. ``None`` for a
+    version to be upcast (an upcast reads the data as it likes), a class with a field read
+    through cattrs, or a type unknown here. The stores read rows with orjson through these
+    decoders only: orjson gives some whole numbers as floats where ``json`` gives ints, and
+    an exact decoder refuses them rather than reading them as something else.
+    """
+    cls = event_types().get(type_name)
+    if cls is None or schema_version != cls.schema_version:
+        return None
+    decoder = _decoders.get(cls) or _decoder(cls)
+    return decoder if cls in _checked_inline else None
 
 
 # --------------------------------------------------------------------------- events
@@ -315,7 +379,7 @@ def event_from_data(type_name: str, schema_version: int, data: object) -> Event:
         data = upcast(data, schema_version)
     try:
         event: Event = decoder(data)
-    except _MISFITS as exc:
+    except DECODE_ERRORS as exc:
         msg = f"its data does not fit {type_name!r} ({str(exc)[:200]!r})"
         raise ValidationError(msg) from None
     return event
