@@ -761,12 +761,37 @@ class _Cycle:
 
 
 def _run(record: Walkable, definitions: Sequence[SLADefinition], now: int) -> list[list[_Cycle]]:
-    """Replay ``record``'s history up to ``now`` once, driving one machine per definition."""
+    """Walk ``record``'s history up to ``now`` once, driving one machine per definition.
+
+    The walk follows only the fields the definitions declare they read when it can (see
+    :class:`_Projections`); otherwise, and whenever that turns out not to be possible for
+    this history, it replays the whole record.
+    """
     if not record.history:
         raise ValidationError("the record has no history to evaluate")
-    machines = [_Machine(d, record) for d in definitions]
+    projections = _projections(record, definitions)
+    if projections is not None:
+        try:
+            return _drive(record, definitions, now, *projections.steps(record))
+        except _Untracked as exc:  # a field to follow too, from the next history on
+            projections.follow(exc.name)
+        except _Untabulated:
+            pass
     history = any(d._reads_history for d in definitions)  # noqa: SLF001 - same module
-    scratch, events = record._steps(history=history)  # noqa: SLF001 - the engine's fold
+    return _drive(record, definitions, now, *record._steps(history=history))  # noqa: SLF001
+
+
+def _drive(
+    record: Walkable,
+    definitions: Sequence[SLADefinition],
+    now: int,
+    scratch: Any,
+    events: Iterator[Event],
+) -> list[list[_Cycle]]:
+    """Run one machine per definition over ``events``, reading ``scratch`` after each."""
+    record_type = type(record)
+    workflow = getattr(record, "workflow", None)
+    machines = [_Machine(d, record_type, workflow) for d in definitions]
     until = from_us(now)
     if record.history[-1].at > until:  # evaluated in the past: the later events do not count
         events = takewhile(lambda event: event.at <= until, events)
@@ -782,6 +807,130 @@ def _run(record: Walkable, definitions: Sequence[SLADefinition], now: int) -> li
     if len(active) == 1:  # the last clock still running takes the rest of the same walk
         active[0].run(scratch, events)
     return [m.cycles for m in machines]
+
+
+# --------------------------------------------------------------------------- projections
+
+
+class _Untracked(Exception):  # noqa: N818 - a signal inside this module, never raised out
+    """A projection was asked for a field of the record that it does not follow."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+class _Untabulated(Exception):  # noqa: N818 - a signal inside this module, never raised out
+    """An event whose applier does not declare the fields it sets: replay the record."""
+
+
+def _refuse(_record: Any, _event: Event) -> Mapping[str, Any]:
+    raise _Untabulated
+
+
+def _unchanged(_record: Any, _event: Event) -> Mapping[str, Any]:
+    return _NO_CHANGE
+
+
+_NO_CHANGE: Final[Mapping[str, Any]] = {}
+_PROJECTIONS: dict[tuple[type, frozenset[str]], _Projections | None] = {}
+
+
+class _Projections:
+    """How to walk a history following only some fields of its record, for one record type.
+
+    A projection is a scratch record of a private subclass of the record's class holding
+    only the *followed* fields (besides its id, state and workflow), walked by the engine's
+    own fold (``Record._advance``) with the class's own appliers, except that an applier
+    none of whose declared fields (``@applies(sets=...)``) is followed is not run: its event
+    changes only the state. So the clocks read, after each event, exactly the values the
+    replayed record would hold, without building the rest of it.
+
+    The followed fields are the definitions' declared reads, closed over the appliers that
+    run: every field such an applier declares is followed too (a field in the projection is
+    always current), and a field an applier or a condition reads that is not followed raises
+    ``_Untracked``, after which it is followed as well (that one history is replayed). An
+    event whose applier declares nothing raises ``_Untabulated`` and its history is replayed.
+    """
+
+    __slots__ = ("cls", "fields", "fill", "followed", "key", "opening")
+
+    def __init__(self, record_type: Any, followed: frozenset[str], key: Any) -> None:
+        writes: dict[Any, frozenset[str] | None] = record_type._writes  # noqa: SLF001
+        followed = set(followed)
+        grown = True
+        while grown:  # close over the appliers that will run
+            grown = False
+            for declared in writes.values():
+                if declared and not followed.isdisjoint(declared) and not declared <= followed:
+                    followed |= declared
+                    grown = True
+        self.key = key
+        self.followed = frozenset(followed)
+        self.fields = frozenset(f.name for f in attrs.fields(record_type))
+        self.fill = record_type._opening_of(self.followed)  # noqa: SLF001
+        opening = record_type._opening_applier  # noqa: SLF001
+        self.opening = None if opening is None else self._applier(writes.get(opening), opening)
+        appliers = {
+            event: self._applier(writes.get(applier), applier)
+            for event, applier in record_type._appliers.items()  # noqa: SLF001
+        }
+        fields = self.fields
+
+        def __getattr__(_self: Any, name: str) -> Any:  # noqa: N807 - the hook itself
+            if name in fields:
+                raise _Untracked(name)
+            raise AttributeError(name)
+
+        self.cls = type(
+            f"{record_type.__name__}Projection",
+            (record_type,),
+            {"__getattr__": __getattr__, "_appliers": appliers, "__module__": __name__},
+        )
+
+    def _applier(self, declared: frozenset[str] | None, applier: Any) -> Any:
+        if declared is None:
+            return _refuse
+        return applier if not self.followed.isdisjoint(declared) else _unchanged
+
+    def steps(self, record: Any) -> tuple[Any, Iterator[Event]]:
+        """A projection of ``record`` and its events, applied to it as they are yielded."""
+        history = record.history
+        first = history[0]
+        scratch = object.__new__(self.cls)
+        self.fill(scratch.__dict__, first, record.workflow)
+        if self.opening is not None:
+            scratch.__dict__.update(self.opening(scratch, first))
+        return scratch, scratch._advance(history, history=False)  # noqa: SLF001
+
+    def follow(self, name: str) -> None:
+        """Follow ``name`` from now on (or replay every history, if it cannot be followed)."""
+        if name not in self.fields or name in _HISTORY_FIELDS:
+            _PROJECTIONS[self.key] = None
+        else:
+            _PROJECTIONS[self.key] = _Projections(self.key[0], self.followed | {name}, self.key)
+
+
+def _projections(record: Any, definitions: Sequence[SLADefinition]) -> _Projections | None:
+    """How to walk ``record`` following the definitions' reads; ``None``: replay it."""
+    record_type = type(record)
+    if getattr(record_type, "_writes", None) is None:  # not a record of the engine
+        return None
+    reads: set[str] = set()
+    for d in definitions:
+        if d.reads is None or d._reads_history:  # noqa: SLF001 - same module
+            return None
+        reads.update(d.reads)
+    key = (record_type, frozenset(reads))
+    try:
+        return _PROJECTIONS[key]
+    except KeyError:
+        pass
+    if len(_PROJECTIONS) >= _MEMO_LIMIT:
+        _PROJECTIONS.clear()
+    names = frozenset(f.name for f in attrs.fields(record_type))
+    found = _PROJECTIONS[key] = _Projections(record_type, frozenset(reads) & names, key)
+    return found
 
 
 class _Flags(NamedTuple):
@@ -839,7 +988,7 @@ class _Machine:
 
     __slots__ = ("cycles", "d", "final", "getter", "last", "memo", "prev")
 
-    def __init__(self, definition: SLADefinition, record: Any) -> None:
+    def __init__(self, definition: SLADefinition, record_type: type, workflow: Any) -> None:
         self.d = definition
         self.cycles: list[_Cycle] = []
         self.prev: _Flags | None = None
@@ -848,14 +997,14 @@ class _Machine:
         # The definition's own caches. A record runs on one workflow for its whole history,
         # so the answers are remembered per record type and workflow: conditions may read
         # the workflow (the presets read its tags) without it being part of each snapshot's
-        # signature, whose hashing would then call Workflow's Python-level __hash__.
-        record_type = type(record)
+        # signature, whose hashing would then call Workflow's Python-level __hash__. The
+        # snapshots may be the record's own (replayed) or its projection (see _Projections):
+        # the conditions read the same declared fields of either, so they share the answers.
         getters = definition._getters  # noqa: SLF001
         try:
             self.getter = getters[record_type]
         except KeyError:
             self.getter = getters[record_type] = _getter(definition, record_type)
-        workflow = getattr(record, "workflow", None)
         key = (record_type, id(workflow))
         memos = definition._memo  # noqa: SLF001
         held = memos.get(key)
