@@ -531,11 +531,11 @@ class Record:
 
     @classmethod
     def _opening_of(cls, names: Iterable[str]) -> Callable[[dict[str, Any], Any, Workflow], None]:
-        """``_fill_opening`` for a projection: only the fields ``names`` of the record's own
-        (with its id, state, workflow and opening), and no history.
+        """``_fill_opening`` for a projection: of the record's own fields, only ``names``.
 
-        The opening's applier, if any, is the caller's to run: see the SLA engine's
-        projections, which follow a few fields of a record without replaying all of it.
+        Besides them it fills the id, state, workflow and opening, but no history. The
+        opening's applier, if any, is the caller's to run: see the SLA engine's projections,
+        which follow a few fields of a record without replaying all of it.
         """
         wanted = frozenset(names)
         defaults, copied = _field_plan(cls, cls._opening, cls._opening_applier)

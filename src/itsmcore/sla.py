@@ -213,14 +213,11 @@ class SLADefinition:
     answers are remembered per workflow). Leave it ``None`` for conditions that read
     anything else (history, time, other records).
     """
-    _memo: dict[tuple[type, int], tuple[Any, dict[Any, _Flags]]] = attrs.field(
-        factory=dict, init=False, eq=False, repr=False, hash=False
+    _memo: dict[tuple[type, int], tuple[Any, dict[Any, _Flags], Callable[[Any], Any] | None]] = (
+        attrs.field(factory=dict, init=False, eq=False, repr=False, hash=False)
     )
     """Per record type and workflow (by id, kept alive here): condition answers per
-    combination of the values ``reads`` names."""
-    _getters: dict[type, Callable[[Any], Any] | None] = attrs.field(
-        factory=dict, init=False, eq=False, repr=False, hash=False
-    )
+    combination of the values ``reads`` names, and the getter of those values."""
     _target_us: dict[Hashable, int | None] = attrs.field(
         init=False, eq=False, repr=False, hash=False
     )
@@ -598,7 +595,8 @@ class SLADefinition:
         )
 
     def _figures(self, cycle: _Cycle, now: int, tz: Any) -> CycleStatus:
-        end = now if cycle.ended is None else cycle.ended
+        ended = cycle.ended
+        end = now if ended is None else ended
         marks = cycle.marks
         # One business position per mark, shared by the spans on either side of it.
         ruler = self.calendar.ruler(cycle.started, end)
@@ -613,44 +611,49 @@ class SLADefinition:
             elif state is _PAUSED:
                 paused += positions[k + 1] - positions[k]
                 wall_paused += times[k + 1] - a
-        target = self._target(cycle)
-        breached_at = due = None
+        target = self._target_us.get(cycle.key) if cycle.target is _UNSET else cycle.target
+        if target is None:
+            return _new_cycle(
+                CycleStatus,
+                (
+                    cycle.state, cycle.key, None, from_us(cycle.started, tz),
+                    None if ended is None else from_us(ended, tz),
+                    MICROSECOND * wall_run, MICROSECOND * done, MICROSECOND * wall_paused,
+                    MICROSECOND * paused, None, None, False, None, None, (),
+                ),
+            )  # fmt: skip
+        breached_at = None
         crossed: tuple[tuple[Fraction, datetime], ...] = ()
-        if target is not None:
-            thresholds = self._marks[target]
+        if done:
             reached: list[tuple[int, Fraction | None]] = [
-                (m, f) for m, f in thresholds if 0 < m <= done
+                (m, f) for m, f in self._marks[target] if 0 < m <= done
             ]
             if done >= target:
                 reached.append((target, None))
-            instants = _reached(ruler, marks, positions, [m for m, _ in reached])
-            crossed = tuple(
-                [(f, from_us(t, tz)) for (_, f), t in zip(reached, instants, strict=True) if f]
-            )
-            if done < target:
-                due = ruler.instant(positions[-1] + target - done, not_before=end)
-            else:
-                # Reached: due when the running time first held the target (at once for a
-                # zero target); breached only once it holds more.
-                due = instants[-1] if target else times[0]
-                breached_at = due if done > target else None
-        return CycleStatus(
-            cycle.state,
-            cycle.key,
-            None if target is None else MICROSECOND * target,
-            from_us(cycle.started, tz),
-            None if cycle.ended is None else from_us(cycle.ended, tz),
-            MICROSECOND * wall_run,
-            MICROSECOND * done,
-            MICROSECOND * wall_paused,
-            MICROSECOND * paused,
-            None if target is None else MICROSECOND * (target - done),
-            None if due is None else from_us(due, tz),
-            breached_at is not None,
-            None if breached_at is None else from_us(breached_at, tz),
-            None if not target else 100 * done / target,
-            crossed,
-        )
+            if reached:
+                instants = _reached(ruler, marks, positions, [m for m, _ in reached])
+                crossed = tuple(
+                    [(f, from_us(t, tz)) for (_, f), t in zip(reached, instants, strict=True) if f]
+                )
+        if done < target:
+            due = from_us(ruler.instant(positions[-1] + target - done, not_before=end), tz)
+        else:
+            # Reached: due when the running time first held the target (at once for a
+            # zero target); breached only once it holds more.
+            due = from_us(instants[-1] if target else times[0], tz)
+            if done > target:
+                breached_at = due
+        return _new_cycle(
+            CycleStatus,
+            (
+                cycle.state, cycle.key, MICROSECOND * target, from_us(cycle.started, tz),
+                None if ended is None else from_us(ended, tz),
+                MICROSECOND * wall_run, MICROSECOND * done, MICROSECOND * wall_paused,
+                MICROSECOND * paused, MICROSECOND * (target - done), due,
+                breached_at is not None, breached_at, 100 * done / target if target else None,
+                crossed,
+            ),
+        )  # fmt: skip
 
 
 def _final_stages(d: SLADefinition) -> frozenset[SLAStage]:
@@ -792,9 +795,13 @@ def _drive(
     record_type = type(record)
     workflow = getattr(record, "workflow", None)
     machines = [_Machine(d, record_type, workflow) for d in definitions]
-    until = from_us(now)
-    if record.history[-1].at > until:  # evaluated in the past: the later events do not count
+    if (record.history[-1].at - EPOCH) // MICROSECOND > now:
+        # Evaluated in the past: the later events do not count.
+        until = from_us(now)
         events = takewhile(lambda event: event.at <= until, events)
+    if len(machines) == 1:
+        machines[0].run(scratch, events)
+        return [machines[0].cycles]
     active = machines
     while len(active) > 1:  # in step, until all but one are final (or the events run out)
         event = next(events, None)
@@ -857,16 +864,16 @@ class _Projections:
 
     def __init__(self, record_type: Any, followed: frozenset[str], key: Any) -> None:
         writes: dict[Any, frozenset[str] | None] = record_type._writes  # noqa: SLF001
-        followed = set(followed)
+        closed = set(followed)
         grown = True
         while grown:  # close over the appliers that will run
             grown = False
             for declared in writes.values():
-                if declared and not followed.isdisjoint(declared) and not declared <= followed:
-                    followed |= declared
+                if declared and not closed.isdisjoint(declared) and not declared <= closed:
+                    closed |= declared
                     grown = True
         self.key = key
-        self.followed = frozenset(followed)
+        self.followed = frozenset(closed)
         self.fields = frozenset(f.name for f in attrs.fields(record_type))
         self.fill = record_type._opening_of(self.followed)  # noqa: SLF001
         opening = record_type._opening_applier  # noqa: SLF001
@@ -897,7 +904,7 @@ class _Projections:
         """A projection of ``record`` and its events, applied to it as they are yielded."""
         history = record.history
         first = history[0]
-        scratch = object.__new__(self.cls)
+        scratch: Any = object.__new__(self.cls)
         self.fill(scratch.__dict__, first, record.workflow)
         if self.opening is not None:
             scratch.__dict__.update(self.opening(scratch, first))
@@ -1000,17 +1007,13 @@ class _Machine:
         # signature, whose hashing would then call Workflow's Python-level __hash__. The
         # snapshots may be the record's own (replayed) or its projection (see _Projections):
         # the conditions read the same declared fields of either, so they share the answers.
-        getters = definition._getters  # noqa: SLF001
-        try:
-            self.getter = getters[record_type]
-        except KeyError:
-            self.getter = getters[record_type] = _getter(definition, record_type)
         key = (record_type, id(workflow))
         memos = definition._memo  # noqa: SLF001
         held = memos.get(key)
         if held is None or held[0] is not workflow:  # the id of a workflow since collected
-            held = memos[key] = (workflow, {})
+            held = memos[key] = (workflow, {}, _getter(definition, record_type))
         self.memo = held[1]
+        self.getter = held[2]
         self.last: Any = _UNSET
 
     def run(self, record: Any, events: Iterable[Event]) -> None:
@@ -1230,6 +1233,8 @@ _STORY: Final = {
 }
 
 
+_new_cycle: Final[Callable[[type[CycleStatus], tuple[Any, ...]], CycleStatus]] = tuple.__new__
+"""Builds a ``CycleStatus`` from a tuple of its figures, without its keyword ``__new__``."""
 _ZERO: Final = timedelta(0)
 _NOT_STARTED: Final = CycleStatus(
     stage=SLAStage.NOT_STARTED,
