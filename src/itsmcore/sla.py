@@ -218,6 +218,10 @@ class SLADefinition:
     )
     """Per record type and workflow (by id, kept alive here): condition answers per
     combination of the values ``reads`` names, and the getter of those values."""
+    _walks: dict[type, _Projections | None] = attrs.field(
+        factory=dict, init=False, eq=False, repr=False, hash=False
+    )
+    """Per record type, how this definition's clocks walk its histories (see _run)."""
     _target_us: dict[Hashable, int | None] = attrs.field(
         init=False, eq=False, repr=False, hash=False
     )
@@ -486,7 +490,7 @@ class SLADefinition:
         Datetimes in the result are shown in ``at``'s time zone.
         """
         now = to_us(require_aware(at, "at"), "at")
-        (cycles,) = _run(record, (self,), now)
+        (cycles,) = _run(record, (self,), now, self._walks)
         return self._status(cycles, now, at.tzinfo or UTC)
 
     def explain(self, record: Walkable, *, at: datetime) -> tuple[Moment, ...]:
@@ -517,7 +521,7 @@ class SLADefinition:
         end = require_aware(at, "at")
         tz = end.tzinfo or UTC
         now = to_us(end, "at")
-        (cycles,) = _run(record, (self,), now)
+        (cycles,) = _run(record, (self,), now, self._walks)
         moments = self._turns(cycles, tz)
         for cycle in self._status(cycles, now, tz).cycles:
             target = cycle.target
@@ -572,7 +576,7 @@ class SLADefinition:
         scheduler needs to wake up exactly when something happens, without polling.
         """
         now = to_us(require_aware(at, "at"), "at")
-        (cycles,) = _run(record, (self,), now)
+        (cycles,) = _run(record, (self,), now, self._walks)
         if not cycles or cycles[-1].state is not SLAStage.IN_PROGRESS:
             return None
         cycle = cycles[-1]
@@ -763,17 +767,27 @@ class _Cycle:
         return out
 
 
-def _run(record: Walkable, definitions: Sequence[SLADefinition], now: int) -> list[list[_Cycle]]:
+def _run(
+    record: Walkable,
+    definitions: Sequence[SLADefinition],
+    now: int,
+    walks: dict[type, _Projections | None],
+) -> list[list[_Cycle]]:
     """Walk ``record``'s history up to ``now`` once, driving one machine per definition.
 
     The walk follows only the fields the definitions declare they read when it can (see
     :class:`_Projections`); otherwise, and whenever that turns out not to be possible for
-    this history, it replays the whole record.
+    this history, it replays the whole record. ``walks`` keeps, per record type, how these
+    definitions walk it (the caller's cache).
     """
     if not record.history:
         raise ValidationError("the record has no history to evaluate")
-    projections = _projections(record, definitions)
-    if projections is not None:
+    record_type = type(record)
+    try:
+        projections = walks[record_type]
+    except KeyError:
+        projections = walks[record_type] = _projections(record_type, definitions)
+    if projections is not None and projections.cls is not None:
         try:
             return _drive(record, definitions, now, *projections.steps(record))
         except _Untracked as exc:  # a field to follow too, from the next history on
@@ -840,18 +854,18 @@ def _unchanged(_record: Any, _event: Event) -> Mapping[str, Any]:
 
 
 _NO_CHANGE: Final[Mapping[str, Any]] = {}
-_PROJECTIONS: dict[tuple[type, frozenset[str]], _Projections | None] = {}
+_PROJECTIONS: dict[tuple[type, frozenset[str]], _Projections] = {}
 
 
 class _Projections:
     """How to walk a history following only some fields of its record, for one record type.
 
     A projection is a scratch record of a private subclass of the record's class holding
-    only the *followed* fields (besides its id, state and workflow), walked by the engine's
-    own fold (``Record._advance``) with the class's own appliers, except that an applier
-    none of whose declared fields (``@applies(sets=...)``) is followed is not run: its event
-    changes only the state. So the clocks read, after each event, exactly the values the
-    replayed record would hold, without building the rest of it.
+    only the *followed* fields (besides its id, state, workflow and opening), walked by the
+    engine's own fold (``Record._advance``) with the class's own appliers, except that an
+    applier none of whose declared fields (``@applies(sets=...)``) is followed is not run:
+    its event changes only the state. So the clocks read, after each event, exactly the
+    values the replayed record would hold, without building the rest of it.
 
     The followed fields are the definitions' declared reads, closed over the appliers that
     run: every field such an applier declares is followed too (a field in the projection is
@@ -860,9 +874,17 @@ class _Projections:
     event whose applier declares nothing raises ``_Untabulated`` and its history is replayed.
     """
 
-    __slots__ = ("cls", "fields", "fill", "followed", "key", "opening")
+    __slots__ = ("cls", "fields", "fill", "followed", "opening", "record_type")
 
-    def __init__(self, record_type: Any, followed: frozenset[str], key: Any) -> None:
+    def __init__(self, record_type: Any, followed: frozenset[str]) -> None:
+        self.record_type = record_type
+        self.fields = frozenset(f.name for f in attrs.fields(record_type))
+        self.cls: Any = None
+        """The projection class; ``None`` once a history showed it cannot be followed."""
+        self._follow(followed & self.fields)
+
+    def _follow(self, followed: frozenset[str]) -> None:
+        record_type = self.record_type
         writes: dict[Any, frozenset[str] | None] = record_type._writes  # noqa: SLF001
         closed = set(followed)
         grown = True
@@ -872,9 +894,7 @@ class _Projections:
                 if declared and not closed.isdisjoint(declared) and not declared <= closed:
                     closed |= declared
                     grown = True
-        self.key = key
         self.followed = frozenset(closed)
-        self.fields = frozenset(f.name for f in attrs.fields(record_type))
         self.fill = record_type._opening_of(self.followed)  # noqa: SLF001
         opening = record_type._opening_applier  # noqa: SLF001
         self.opening = None if opening is None else self._applier(writes.get(opening), opening)
@@ -913,14 +933,13 @@ class _Projections:
     def follow(self, name: str) -> None:
         """Follow ``name`` from now on (or replay every history, if it cannot be followed)."""
         if name not in self.fields or name in _HISTORY_FIELDS:
-            _PROJECTIONS[self.key] = None
+            self.cls = None
         else:
-            _PROJECTIONS[self.key] = _Projections(self.key[0], self.followed | {name}, self.key)
+            self._follow(self.followed | {name})
 
 
-def _projections(record: Any, definitions: Sequence[SLADefinition]) -> _Projections | None:
-    """How to walk ``record`` following the definitions' reads; ``None``: replay it."""
-    record_type = type(record)
+def _projections(record_type: Any, definitions: Sequence[SLADefinition]) -> _Projections | None:
+    """How to walk records of a type following the definitions' reads; ``None``: replay."""
     if getattr(record_type, "_writes", None) is None:  # not a record of the engine
         return None
     reads: set[str] = set()
@@ -929,14 +948,11 @@ def _projections(record: Any, definitions: Sequence[SLADefinition]) -> _Projecti
             return None
         reads.update(d.reads)
     key = (record_type, frozenset(reads))
-    try:
-        return _PROJECTIONS[key]
-    except KeyError:
-        pass
-    if len(_PROJECTIONS) >= _MEMO_LIMIT:
-        _PROJECTIONS.clear()
-    names = frozenset(f.name for f in attrs.fields(record_type))
-    found = _PROJECTIONS[key] = _Projections(record_type, frozenset(reads) & names, key)
+    found = _PROJECTIONS.get(key)
+    if found is None:
+        if len(_PROJECTIONS) >= _MEMO_LIMIT:
+            _PROJECTIONS.clear()
+        found = _PROJECTIONS[key] = _Projections(record_type, key[1])
     return found
 
 
@@ -1415,10 +1431,11 @@ def _rows(
     tz: Any,
 ) -> list[dict[str, Any]]:
     rows = []
+    walks: dict[type, _Projections | None] = {}
     for record in records:
         record_id, asked = _identify(record, extra)
         # One replay of the history drives every definition's clock.
-        for d, cycles in zip(defs, _run(record, defs, now), strict=True):
+        for d, cycles in zip(defs, _run(record, defs, now, walks), strict=True):
             rows.append(
                 {"record": record_id, **d._status(cycles, now, tz).as_row(), **asked}  # noqa: SLF001
             )
@@ -1458,6 +1475,7 @@ def _frame(
     except ImportError as exc:  # pragma: no cover - pandas is in the test extra
         raise ImportError("frame=True needs pandas: pip install 'itsmcore[pandas]'") from exc
     ids: list[Any] = []
+    walks: dict[type, _Projections | None] = {}
     asked: dict[str, list[Any]] = {name: [] for name in extra}
     walked: list[list[list[_Cycle]]] = [[] for _ in defs]
     for record in records:
@@ -1465,7 +1483,7 @@ def _frame(
         ids.append(record_id)
         for name, value in values.items():
             asked[name].append(value)
-        for per_definition, cycles in zip(walked, _run(record, defs, now), strict=True):
+        for per_definition, cycles in zip(walked, _run(record, defs, now, walks), strict=True):
             per_definition.append(cycles)
     parts = [_columns(np, d, cycles, now) for d, cycles in zip(defs, walked, strict=True)]
     # Rows record by record, each record's definitions in order (as evaluate_many's rows).
