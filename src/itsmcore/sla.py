@@ -213,11 +213,12 @@ class SLADefinition:
     answers are remembered per workflow). Leave it ``None`` for conditions that read
     anything else (history, time, other records).
     """
-    _memo: dict[tuple[type, int], tuple[Any, dict[Any, _Flags], Callable[[Any], Any] | None]] = (
-        attrs.field(factory=dict, init=False, eq=False, repr=False, hash=False)
+    _memo: dict[tuple[type, int], tuple[Any, _Runs, Callable[[Any], Any] | None]] = attrs.field(
+        factory=dict, init=False, eq=False, repr=False, hash=False
     )
     """Per record type and workflow (by id, kept alive here): condition answers per
-    combination of the values ``reads`` names, and the getter of those values."""
+    combination of the values ``reads`` names and the runs of the clock machine (see
+    ``_Node``), and the getter of those values."""
     _walks: dict[type, _Projections | None] = attrs.field(
         factory=dict, init=False, eq=False, repr=False, hash=False
     )
@@ -735,25 +736,43 @@ _KEEP: Final = Reclassification.KEEP
 
 
 class _Cycle:
-    """One attachment of a clock: its state changes as ``(instant, state)`` marks."""
+    """One attachment of a clock: its state changes as ``(instant, state)`` marks.
+
+    Instants are integer microseconds since the epoch, or, in the runs a machine remembers
+    (see :class:`_Node`), the positions of the signature changes that made them.
+    """
 
     __slots__ = ("ended", "key", "marks", "started", "state", "target")
 
-    def __init__(self, when: datetime, key: Hashable, *, paused: bool) -> None:
-        started = (when - EPOCH) // MICROSECOND
-        self.started = started
+    def __init__(self, when: int, key: Hashable, *, paused: bool) -> None:
+        self.started = when
         self.key = key
         self.target: Any = _UNSET  # set when the class's target is frozen (KEEP)
         self.state = _PAUSED if paused else _RUNNING
-        self.marks: list[tuple[int, SLAStage]] = [(started, self.state)]
+        self.marks: list[tuple[int, SLAStage]] = [(when, self.state)]
         self.ended: int | None = None
 
-    def move(self, when: datetime, state: SLAStage) -> None:
+    def move(self, when: int, state: SLAStage) -> None:
         if state is not self.state:
-            at = (when - EPOCH) // MICROSECOND
             self.state = state
-            self.marks.append((at, state))
-            self.ended = at if state not in _ATTACHED else None
+            self.marks.append((when, state))
+            self.ended = when if state not in _ATTACHED else None
+
+    def copy(self) -> _Cycle:
+        """A copy to move on, this one left as it is."""
+        out = object.__new__(_Cycle)
+        out.started, out.key, out.target = self.started, self.key, self.target
+        out.state, out.ended, out.marks = self.state, self.ended, self.marks.copy()
+        return out
+
+    def placed(self, events: list[Event]) -> _Cycle:
+        """This remembered cycle with its change positions replaced by ``events``' instants."""
+        out = object.__new__(_Cycle)
+        marks = out.marks = [((events[i].at - EPOCH) // MICROSECOND, s) for i, s in self.marks]
+        out.started = marks[0][0]
+        out.ended = None if self.ended is None else marks[-1][0]
+        out.key, out.target, out.state = self.key, self.target, self.state
+        return out
 
     def spans(self, state: SLAStage, end: int) -> list[tuple[int, int]]:
         """The intervals spent in ``state``, the last one cut at ``end``."""
@@ -815,7 +834,7 @@ def _drive(
         events = takewhile(lambda event: event.at <= until, events)
     if len(machines) == 1:
         machines[0].run(scratch, events)
-        return [machines[0].cycles]
+        return [machines[0].result()]
     active = machines
     while len(active) > 1:  # in step, until all but one are final (or the events run out)
         event = next(events, None)
@@ -827,7 +846,7 @@ def _drive(
             active = [m for m in active if not m.final]
     if len(active) == 1:  # the last clock still running takes the rest of the same walk
         active[0].run(scratch, events)
-    return [m.cycles for m in machines]
+    return [m.result() for m in machines]
 
 
 # --------------------------------------------------------------------------- projections
@@ -1000,16 +1019,52 @@ def _getter(definition: SLADefinition, record_type: type) -> Callable[[Any], Any
     return attrgetter(*reads) if reads else None
 
 
+class _Node:
+    """A clock machine's state after a sequence of signature changes: a node of a trie.
+
+    Histories whose declared fields change through the same sequence of values drive the
+    machine through the same states; only the instants differ. So the machine runs once
+    per sequence, on the positions of the changes (0, 1, 2 …) instead of instants, and
+    remembers each state it reaches here, keyed by the signature that led to it. A walk
+    then follows the trie and places the remembered cycles at its own instants
+    (:meth:`_Cycle.placed`). The machine takes no decision on time, so that is exact.
+    """
+
+    __slots__ = ("children", "cycles", "final", "prev")
+
+    def __init__(self, cycles: list[_Cycle], prev: _Flags | None, *, final: bool) -> None:
+        self.children: dict[Any, _Node] = {}
+        self.cycles = cycles
+        self.prev = prev
+        self.final = final
+
+
+class _Runs:
+    """The trie of one definition's runs for one record type and workflow."""
+
+    __slots__ = ("memo", "root", "size")
+
+    def __init__(self) -> None:
+        self.root = _Node([], None, final=False)
+        self.size = 0
+        self.memo: dict[Any, _Flags] = {}
+
+
+_RUNS_LIMIT: Final = 65_536
+"""The most states a trie of runs keeps before it starts afresh (memory stays bounded)."""
+
+
 class _Machine:
     """Folds the snapshots of a history into clock cycles.
 
     Per snapshot, in this order: cancel or reset, stop, pause/resume and reclassification,
     start (a clock attaches when its start condition becomes true). When the definition
     declares the fields its conditions read, snapshots that change none of them are
-    skipped (nothing can change) and condition results are memoized per combination.
+    skipped (nothing can change), condition results are memoized per combination, and the
+    machine's runs are remembered per sequence of combinations (see :class:`_Node`).
     """
 
-    __slots__ = ("cycles", "d", "final", "getter", "last", "memo", "prev")
+    __slots__ = ("cycles", "d", "final", "getter", "last", "memo", "node", "prev", "runs", "seen")
 
     def __init__(self, definition: SLADefinition, record_type: type, workflow: Any) -> None:
         self.d = definition
@@ -1027,9 +1082,13 @@ class _Machine:
         memos = definition._memo  # noqa: SLF001
         held = memos.get(key)
         if held is None or held[0] is not workflow:  # the id of a workflow since collected
-            held = memos[key] = (workflow, {}, _getter(definition, record_type))
-        self.memo = held[1]
+            held = memos[key] = (workflow, _Runs(), _getter(definition, record_type))
+        self.runs = held[1]
+        self.memo = self.runs.memo
         self.getter = held[2]
+        self.node = self.runs.root
+        self.seen: list[Event] = []
+        """The events at which the signature changed, in order: where the node's cycles are."""
         self.last: Any = _UNSET
 
     def run(self, record: Any, events: Iterable[Event]) -> None:
@@ -1039,45 +1098,60 @@ class _Machine:
             for event in events:
                 flags = self.d.flags(record)
                 if flags != self.prev:
-                    self.apply(event.at, flags)
+                    self.apply((event.at - EPOCH) // MICROSECOND, flags)
                     if self.final:
                         return
             return
-        self._run_read(getter, record, events)
-
-    def _run_read(self, getter: Callable[[Any], Any], record: Any, events: Iterable[Event]) -> None:
-        # step and apply's usual case, inlined: this loop is the hot path of every evaluation.
+        # The hot path of every evaluation: follow the trie of remembered runs.
         memo = self.memo
         last = self.last
-        cycles = self.cycles
-        cycle = cycles[-1] if cycles else None
+        node = self.node
+        seen = self.seen
         for event in events:
             signature = getter(record)
             if signature == last:
                 continue
             last = signature
-            flags = memo.get(signature)
-            if flags is None:
-                flags = self.remember(signature, record)
-            prev = self.prev
-            if flags is prev or flags == prev:
-                continue
-            if cycle is not None and flags.plain and cycle.ended is None and flags.key == cycle.key:
-                # A running or paused cycle of the same class, nothing ending or resetting it.
-                self.prev = flags
-                state = _PAUSED if flags.pause else _RUNNING
-                if state is not cycle.state:
-                    cycle.move(event.at, state)
-                continue
-            self.apply(event.at, flags)
-            if self.final:
+            child = node.children.get(signature)
+            if child is None:
+                known = memo.get(signature)
+                flags = self.remember(signature, record) if known is None else known
+                child = self.grow(node, signature, flags, len(seen))
+            seen.append(event)
+            node = child
+            if child.final:
                 break
-            cycle = cycles[-1] if cycles else None
         self.last = last
+        self.node = node
+        self.final = node.final
 
     def step(self, event: Event, record: Any) -> None:
         """Take one snapshot of the record (as it is after ``event``) into the clock."""
         self.run(record, (event,))
+
+    def grow(self, node: _Node, signature: Any, flags: _Flags, position: int) -> _Node:
+        """The state after ``node`` when the signature changes to one not met there yet."""
+        runs = self.runs
+        if runs.size >= _RUNS_LIMIT:  # start afresh; this walk goes on from its own node
+            runs.root = _Node([], None, final=False)
+            runs.size = 0
+        if flags is node.prev or flags == node.prev:  # nothing changes but the signature
+            child = _Node(node.cycles, node.prev, final=node.final)
+        else:
+            self.cycles = [c.copy() for c in node.cycles]
+            self.prev = node.prev
+            self.apply(position, flags)
+            child = _Node(self.cycles, self.prev, final=self.final)
+        node.children[signature] = child
+        runs.size += 1
+        return child
+
+    def result(self) -> list[_Cycle]:
+        """The cycles of the walk, at the instants of its events."""
+        if self.getter is None:
+            return self.cycles
+        seen = self.seen
+        return [c.placed(seen) for c in self.node.cycles]
 
     def remember(self, signature: Any, record: Any) -> _Flags:
         """The conditions' answers for a combination of read values not seen before."""
@@ -1087,7 +1161,7 @@ class _Machine:
         flags = memo[signature] = self.d.flags(record)
         return flags
 
-    def apply(self, t: datetime, f: _Flags) -> None:
+    def apply(self, t: int, f: _Flags) -> None:
         prev = self.prev
         self.prev = f
         reset_edge = f.reset and (prev is None or not prev.reset)
@@ -1112,7 +1186,7 @@ class _Machine:
         cycles = self.cycles
         self.final = bool(cycles) and cycles[-1].state in self.d._final  # noqa: SLF001
 
-    def completed(self, cycle: _Cycle, t: datetime, f: _Flags, *, reset: bool) -> None:
+    def completed(self, cycle: _Cycle, t: int, f: _Flags, *, reset: bool) -> None:
         """A met clock: a reset starts afresh; a reopen follows the definition's policy."""
         if reset:
             self.attach(t, f)
@@ -1122,7 +1196,7 @@ class _Machine:
             elif self.d.reopen is Reopen.NEW_CYCLE:
                 self.attach(t, f)
 
-    def attach(self, t: datetime, f: _Flags) -> None:
+    def attach(self, t: int, f: _Flags) -> None:
         d = self.d
         if f.key not in d.targets:
             raise ValidationError(
@@ -1138,7 +1212,7 @@ class _Machine:
         elif f.stop:  # met at the instant it started (e.g. logged already resolved)
             cycle.move(t, SLAStage.COMPLETED)
 
-    def reclassify(self, cycle: _Cycle, t: datetime, f: _Flags) -> None:
+    def reclassify(self, cycle: _Cycle, t: int, f: _Flags) -> None:
         d = self.d
         if f.key != cycle.key and d.reclassification is not _KEEP:
             if f.key not in d.targets:
