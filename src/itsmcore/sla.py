@@ -638,7 +638,11 @@ class SLADefinition:
             if reached:
                 instants = _reached(ruler, marks, positions, [m for m, _ in reached])
                 crossed = tuple(
-                    [(f, from_us(t, tz)) for (_, f), t in zip(reached, instants, strict=True) if f]
+                    [
+                        (f, from_us(t, tz))
+                        for (_, f), t in zip(reached, instants, strict=True)
+                        if f is not None
+                    ]
                 )
         if done < target:
             due = from_us(ruler.instant(positions[-1] + target - done, not_before=end), tz)
