@@ -831,11 +831,20 @@ def _drive(
     """Run one machine per definition over ``events``, reading ``scratch`` after each."""
     record_type = type(record)
     workflow = getattr(record, "workflow", None)
-    machines = [_Machine(d, record_type, workflow) for d in definitions]
     if (record.history[-1].at - EPOCH) // MICROSECOND > now:
         # Evaluated in the past: the later events do not count.
         until = from_us(now)
         events = takewhile(lambda event: event.at <= until, events)
+    if len(definitions) == 1:  # the usual case: follow the trie without a machine
+        d = definitions[0]
+        runs, getter = _held(d, record_type, workflow)
+        if getter is not None:
+            seen: list[Event] = []
+            node, _ = _trace(
+                d, runs, getter, scratch, events, node=runs.root, seen=seen, last=_UNSET
+            )
+            return [[c.placed(seen) for c in node.cycles]]
+    machines = [_Machine(d, record_type, workflow) for d in definitions]
     if len(machines) == 1:
         machines[0].run(scratch, events)
         return [machines[0].result()]
@@ -1058,6 +1067,82 @@ _RUNS_LIMIT: Final = 65_536
 """The most states a trie of runs keeps before it starts afresh (memory stays bounded)."""
 
 
+def _held(d: SLADefinition, record_type: type, workflow: Any) -> tuple[_Runs, Any]:
+    """The definition's runs and signature getter for a record type and workflow.
+
+    A record runs on one workflow for its whole history, so the conditions' answers are
+    remembered per record type and workflow: conditions may read the workflow (the presets
+    read its tags) without it being part of each snapshot's signature, whose hashing would
+    then call Workflow's Python-level __hash__. The snapshots may be the record's own
+    (replayed) or its projection (see _Projections): the conditions read the same declared
+    fields of either, so they share the answers.
+    """
+    key = (record_type, id(workflow))
+    memos = d._memo  # noqa: SLF001 - the definition's own caches
+    held = memos.get(key)
+    if held is None or held[0] is not workflow:  # the id of a workflow since collected
+        held = memos[key] = (workflow, _Runs(), _getter(d, record_type))
+    return held[1], held[2]
+
+
+def _trace(
+    d: SLADefinition,
+    runs: _Runs,
+    getter: Callable[[Any], Any],
+    record: Any,
+    events: Iterable[Event],
+    *,
+    node: _Node,
+    seen: list[Event],
+    last: Any,
+) -> tuple[_Node, Any]:
+    """Follow the trie of remembered runs from ``node`` over ``events``, until final.
+
+    The hot path of every evaluation. ``seen`` gets the events at which the signature
+    changed; returns the node reached and the last signature read.
+    """
+    memo = runs.memo
+    for event in events:
+        signature = getter(record)
+        if signature == last:
+            continue
+        last = signature
+        child = node.children.get(signature)
+        if child is None:
+            flags = memo.get(signature)
+            if flags is None:
+                if len(memo) >= _MEMO_LIMIT:
+                    memo.clear()
+                flags = memo[signature] = d.flags(record)
+            child = _grow(d, runs, node, signature, flags, position=len(seen))
+        seen.append(event)
+        node = child
+        if child.final:
+            break
+    return node, last
+
+
+def _grow(
+    d: SLADefinition, runs: _Runs, node: _Node, signature: Any, flags: _Flags, *, position: int
+) -> _Node:
+    """The state after ``node`` when the signature changes to one not met there yet.
+
+    That is the clock machine run one step from ``node``'s state, at the change's position.
+    """
+    if runs.size >= _RUNS_LIMIT:  # start afresh; this walk goes on from its own node
+        runs.root = _Node([], None, final=False)
+        runs.size = 0
+    if flags is node.prev or flags == node.prev:  # nothing changes but the signature
+        child = _Node(node.cycles, node.prev, final=node.final)
+    else:
+        machine = _Machine.resumed(d, node)
+        machine.apply(position, flags)
+        child = _Node(machine.cycles, machine.prev, final=machine.final)
+    node.children[signature] = child
+    runs.size += 1
+    return child
+
+
 class _Machine:
     """Folds the snapshots of a history into clock cycles.
 
@@ -1068,7 +1153,7 @@ class _Machine:
     machine's runs are remembered per sequence of combinations (see :class:`_Node`).
     """
 
-    __slots__ = ("cycles", "d", "final", "getter", "last", "memo", "node", "prev", "runs", "seen")
+    __slots__ = ("cycles", "d", "final", "getter", "last", "node", "prev", "runs", "seen")
 
     def __init__(self, definition: SLADefinition, record_type: type, workflow: Any) -> None:
         self.d = definition
@@ -1076,20 +1161,7 @@ class _Machine:
         self.prev: _Flags | None = None
         self.final = False
         """Whether no later event can change the clock: the walk may stop."""
-        # The definition's own caches. A record runs on one workflow for its whole history,
-        # so the answers are remembered per record type and workflow: conditions may read
-        # the workflow (the presets read its tags) without it being part of each snapshot's
-        # signature, whose hashing would then call Workflow's Python-level __hash__. The
-        # snapshots may be the record's own (replayed) or its projection (see _Projections):
-        # the conditions read the same declared fields of either, so they share the answers.
-        key = (record_type, id(workflow))
-        memos = definition._memo  # noqa: SLF001
-        held = memos.get(key)
-        if held is None or held[0] is not workflow:  # the id of a workflow since collected
-            held = memos[key] = (workflow, _Runs(), _getter(definition, record_type))
-        self.runs = held[1]
-        self.memo = self.runs.memo
-        self.getter = held[2]
+        self.runs, self.getter = _held(definition, record_type, workflow)
         self.node = self.runs.root
         self.seen: list[Event] = []
         """The events at which the signature changed, in order: where the node's cycles are."""
@@ -1106,49 +1178,31 @@ class _Machine:
                     if self.final:
                         return
             return
-        # The hot path of every evaluation: follow the trie of remembered runs.
-        memo = self.memo
-        last = self.last
-        node = self.node
-        seen = self.seen
-        for event in events:
-            signature = getter(record)
-            if signature == last:
-                continue
-            last = signature
-            child = node.children.get(signature)
-            if child is None:
-                known = memo.get(signature)
-                flags = self.remember(signature, record) if known is None else known
-                child = self.grow(node, signature, flags, len(seen))
-            seen.append(event)
-            node = child
-            if child.final:
-                break
-        self.last = last
-        self.node = node
-        self.final = node.final
+        self.node, self.last = _trace(
+            self.d,
+            self.runs,
+            getter,
+            record,
+            events,
+            node=self.node,
+            seen=self.seen,
+            last=self.last,
+        )
+        self.final = self.node.final
 
     def step(self, event: Event, record: Any) -> None:
         """Take one snapshot of the record (as it is after ``event``) into the clock."""
         self.run(record, (event,))
 
-    def grow(self, node: _Node, signature: Any, flags: _Flags, position: int) -> _Node:
-        """The state after ``node`` when the signature changes to one not met there yet."""
-        runs = self.runs
-        if runs.size >= _RUNS_LIMIT:  # start afresh; this walk goes on from its own node
-            runs.root = _Node([], None, final=False)
-            runs.size = 0
-        if flags is node.prev or flags == node.prev:  # nothing changes but the signature
-            child = _Node(node.cycles, node.prev, final=node.final)
-        else:
-            self.cycles = [c.copy() for c in node.cycles]
-            self.prev = node.prev
-            self.apply(position, flags)
-            child = _Node(self.cycles, self.prev, final=self.final)
-        node.children[signature] = child
-        runs.size += 1
-        return child
+    @classmethod
+    def resumed(cls, definition: SLADefinition, node: _Node) -> _Machine:
+        """A machine in the state ``node`` remembers, to move on from (see ``_grow``)."""
+        machine = object.__new__(cls)
+        machine.d = definition
+        machine.cycles = [c.copy() for c in node.cycles]
+        machine.prev = node.prev
+        machine.final = node.final
+        return machine
 
     def result(self) -> list[_Cycle]:
         """The cycles of the walk, at the instants of its events."""
@@ -1156,14 +1210,6 @@ class _Machine:
             return self.cycles
         seen = self.seen
         return [c.placed(seen) for c in self.node.cycles]
-
-    def remember(self, signature: Any, record: Any) -> _Flags:
-        """The conditions' answers for a combination of read values not seen before."""
-        memo = self.memo
-        if len(memo) >= _MEMO_LIMIT:
-            memo.clear()
-        flags = memo[signature] = self.d.flags(record)
-        return flags
 
     def apply(self, t: int, f: _Flags) -> None:
         prev = self.prev
