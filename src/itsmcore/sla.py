@@ -17,7 +17,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 from fractions import Fraction
 from itertools import takewhile
@@ -232,6 +232,22 @@ class SLADefinition:
     _reads_history: bool = attrs.field(init=False, eq=False, repr=False, hash=False)
     _final: frozenset[SLAStage] = attrs.field(init=False, eq=False, repr=False, hash=False)
     """The stages after which no later event can change this clock (see ``_Machine``)."""
+    _instant: tuple[Any, int, datetime, tzinfo] = attrs.field(
+        default=(None, 0, EPOCH, UTC), init=False, eq=False, repr=False, hash=False
+    )
+    """The last ``at`` asked, its microseconds and itself as a result shows it: a batch of
+    evaluations at one instant converts it once."""
+
+    def _at(self, at: datetime) -> tuple[int, datetime, tzinfo]:
+        """``at`` in microseconds since the epoch, as results show it, and its zone."""
+        last = self._instant
+        if last[0] is at:
+            return last[1], last[2], last[3]
+        now = to_us(require_aware(at, "at"), "at")
+        tz = at.tzinfo or UTC
+        shown = from_us(now, tz)
+        object.__setattr__(self, "_instant", (at, now, shown, tz))
+        return now, shown, tz
 
     def flags(self, record: Any) -> _Flags:
         """Every condition's answer, and the class, for one snapshot of a record."""
@@ -490,9 +506,9 @@ class SLADefinition:
 
         Datetimes in the result are shown in ``at``'s time zone.
         """
-        now = to_us(require_aware(at, "at"), "at")
+        now, shown, tz = self._at(at)
         (cycles,) = _run(record, (self,), now, self._walks)
-        return self._status(cycles, now, at.tzinfo or UTC)
+        return SLAStatus.of(self.name, shown, tuple([self._figures(c, now, tz) for c in cycles]))
 
     def explain(self, record: Walkable, *, at: datetime) -> tuple[Moment, ...]:
         """The clock's story up to ``at``: each start, pause, resume, stop, warning and breach.
@@ -576,7 +592,7 @@ class SLADefinition:
         does), has no target, or is breached with every warning crossed. This is what a
         scheduler needs to wake up exactly when something happens, without polling.
         """
-        now = to_us(require_aware(at, "at"), "at")
+        now, _, tz = self._at(at)
         (cycles,) = _run(record, (self,), now, self._walks)
         if not cycles or cycles[-1].state is not SLAStage.IN_PROGRESS:
             return None
@@ -589,7 +605,7 @@ class SLADefinition:
         pending = [m - done for m in marks if m > done]
         if not pending:  # breached, every warning crossed: nothing more happens by time
             return None
-        return from_us(self.calendar.add_us(now, min(pending)), at.tzinfo or UTC)
+        return from_us(self.calendar.add_us(now, min(pending)), tz)
 
     def _target(self, cycle: _Cycle) -> int | None:
         return self._target_us.get(cycle.key) if cycle.target is _UNSET else cycle.target
