@@ -821,6 +821,8 @@ def _run(
     """
     if not record.history:
         raise ValidationError("the record has no history to evaluate")
+    if len(definitions) > 1:
+        return _run_each(record, definitions, now)
     record_type = type(record)
     try:
         projections = walks[record_type]
@@ -835,6 +837,36 @@ def _run(
             pass
     history = any(d._reads_history for d in definitions)  # noqa: SLF001 - same module
     return _drive(record, definitions, now, *record._steps(history=history))  # noqa: SLF001
+
+
+def _run_each(
+    record: Walkable, definitions: Sequence[SLADefinition], now: int
+) -> list[list[_Cycle]]:
+    """Several clocks of one record: those that follow a projection walk it each alone.
+
+    The others share one replay. Walking a projection costs little per event and lets each
+    clock stop when it is final on its own, where stepping several machines in one walk
+    costs a call per event and machine; a replay costs much more, so it is shared.
+    """
+    out: list[list[_Cycle] | None] = []
+    shared: list[SLADefinition] = []
+    record_type = type(record)
+    for d in definitions:
+        walks = d._walks  # noqa: SLF001 - same module
+        try:
+            projections = walks[record_type]
+        except KeyError:
+            projections = walks[record_type] = _projections(record_type, (d,))
+        if projections is not None and projections.cls is not None:
+            out.extend(_run(record, (d,), now, walks))
+        else:
+            out.append(None)
+            shared.append(d)
+    replayed: Iterator[list[_Cycle]] = iter(())
+    if shared:
+        history = any(d._reads_history for d in shared)  # noqa: SLF001 - same module
+        replayed = iter(_drive(record, shared, now, *record._steps(history=history)))  # noqa: SLF001
+    return [next(replayed) if cycles is None else cycles for cycles in out]
 
 
 def _drive(
