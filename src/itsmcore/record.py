@@ -572,6 +572,7 @@ class Record:
         seen = len(fields["history"]) if history else 0
         appliers = self._appliers
         known_state = self._state_of.get
+        unchanged = _unchanged
         for event in stream:
             apply = appliers.get(type(event))
             if apply is None:
@@ -582,7 +583,8 @@ class Record:
                     f"({event.at.isoformat()} after {last.isoformat()})"
                 )
             last = event.at
-            fields.update(apply(self, event))
+            if apply is not unchanged:  # a projection's skipped applier (SLA clocks)
+                fields.update(apply(self, event))
             fields["state"] = known_state(event.state, event.state)
             if history:
                 seen += 1
@@ -710,6 +712,15 @@ class Record:
 
 
 _NOTHING: Final[Mapping[str, Any]] = {}
+
+
+def _unchanged(_record: Any, _event: Event) -> Mapping[str, Any]:
+    """An applier that changes nothing, which the fold skips without calling it.
+
+    A record whose applier table maps an event to it (the SLA engine's projections, which
+    follow only some fields) goes through that event changing only its state.
+    """
+    return _NOTHING
 
 
 # --------------------------------------------------------------------------- class checks

@@ -30,6 +30,7 @@ from itsmcore._time import EPOCH, MICROSECOND, from_us, require_aware, to_us
 from itsmcore.calendar import MAX_SPAN, BusinessCalendar, Ruler
 from itsmcore.errors import DefinitionError, ValidationError
 from itsmcore.priority import Priority
+from itsmcore.record import _unchanged
 from itsmcore.workflow import CANCELED, MET, PAUSED
 
 if TYPE_CHECKING:
@@ -929,11 +930,6 @@ def _refuse(_record: Any, _event: Event) -> Mapping[str, Any]:
     raise _Untabulated
 
 
-def _unchanged(_record: Any, _event: Event) -> Mapping[str, Any]:
-    return _NO_CHANGE
-
-
-_NO_CHANGE: Final[Mapping[str, Any]] = {}
 _PROJECTIONS: dict[tuple[type, frozenset[str]], _Projections] = {}
 
 
