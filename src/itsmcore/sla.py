@@ -950,13 +950,15 @@ class _Projections:
     event whose applier declares nothing raises ``_Untabulated`` and its history is replayed.
     """
 
-    __slots__ = ("cls", "fields", "fill", "followed", "opening", "record_type")
+    __slots__ = ("cls", "fields", "followed", "record_type", "walk")
 
     def __init__(self, record_type: Any, followed: frozenset[str]) -> None:
         self.record_type = record_type
         self.fields = frozenset(f.name for f in attrs.fields(record_type))
         self.cls: Any = None
         """The projection class; ``None`` once a history showed it cannot be followed."""
+        self.walk: tuple[Any, Any, Any] = (None, None, None)
+        """The class, opening filler and opening applier, replaced together (threads)."""
         self._follow(followed & self.fields)
 
     def _follow(self, followed: frozenset[str]) -> None:
@@ -971,9 +973,10 @@ class _Projections:
                     closed |= declared
                     grown = True
         self.followed = frozenset(closed)
-        self.fill = record_type._opening_of(self.followed)  # noqa: SLF001
+        fill = record_type._opening_of(self.followed)  # noqa: SLF001
         opening = record_type._opening_applier  # noqa: SLF001
-        self.opening = None if opening is None else self._applier(writes.get(opening), opening)
+        if opening is not None:
+            opening = self._applier(writes.get(opening), opening)
         appliers = {
             event: self._applier(writes.get(applier), applier)
             for event, applier in record_type._appliers.items()  # noqa: SLF001
@@ -985,11 +988,12 @@ class _Projections:
                 raise _Untracked(name)
             raise AttributeError(name)
 
-        self.cls = type(
+        self.cls = cls = type(
             f"{record_type.__name__}Projection",
             (record_type,),
             {"__getattr__": __getattr__, "_appliers": appliers, "__module__": __name__},
         )
+        self.walk = (cls, fill, opening)
 
     def _applier(self, declared: frozenset[str] | None, applier: Any) -> Any:
         if declared is None:
@@ -998,12 +1002,13 @@ class _Projections:
 
     def steps(self, record: Any) -> tuple[Any, Iterator[Event]]:
         """A projection of ``record`` and its events, applied to it as they are yielded."""
+        cls, fill, opening = self.walk
         history = record.history
         first = history[0]
-        scratch: Any = object.__new__(self.cls)
-        self.fill(scratch.__dict__, first, record.workflow)
-        if self.opening is not None:
-            scratch.__dict__.update(self.opening(scratch, first))
+        scratch: Any = object.__new__(cls)
+        fill(scratch.__dict__, first, record.workflow)
+        if opening is not None:
+            scratch.__dict__.update(opening(scratch, first))
         return scratch, scratch._advance(history, history=False)  # noqa: SLF001
 
     def follow(self, name: str) -> None:
