@@ -133,10 +133,10 @@ class Task(Assignable, Prioritized, Cancelable):
     def complete(self, *, at: datetime, by: str) -> Self:
         return self._do("complete", TaskCompleted, at, by)
 
-    @applies(TaskBlocked)
+    @applies(TaskBlocked, sets=("blocked_by",))
     def _on_blocked(self, e: TaskBlocked) -> Mapping[str, Any]:
         return {"blocked_by": e.reason}
 
-    @applies(TaskUnblocked, TaskCompleted, TaskCanceled)
+    @applies(TaskUnblocked, TaskCompleted, TaskCanceled, sets=("blocked_by",))
     def _on_unblocked(self, _e: Event) -> Mapping[str, Any]:
         return {"blocked_by": None}

@@ -192,7 +192,9 @@ class Assignable(Record):
             cleared=cleared,
         )
 
-    @applies(Assigned)
+    @applies(
+        Assigned, sets=("assignment_group", "assignee", "first_assignee", "reassignment_count")
+    )
     def _on_assigned(self, e: Assigned) -> Mapping[str, Any]:
         group = None if "group" in e.cleared else e.group or self.assignment_group
         moved = group != self.assignment_group
@@ -275,7 +277,7 @@ class Prioritized(Record):
             reason=_text(reason, "reason"),
         )
 
-    @applies(Reprioritized)
+    @applies(Reprioritized, sets=("impact", "urgency", "priority", "priority_overridden"))
     def _on_reprioritized(self, e: Reprioritized) -> Mapping[str, Any]:
         return {
             "impact": e.impact,
@@ -303,7 +305,7 @@ class Commentable(Record):
             from_caller=from_caller,
         )
 
-    @applies(Commented)
+    @applies(Commented, sets=())
     def _on_commented(self, _e: Commented) -> Mapping[str, Any]:
         return _NOTHING
 
@@ -354,13 +356,13 @@ class Linkable(Record):
             raise ValidationError(f"{self.id} is not linked to {name} {target!r}")
         return self._do("unlink", self._events[Unlinked], at, by, kind=name, target=target)
 
-    @applies(Linked)
+    @applies(Linked, sets=lambda cls: cls.link_fields.values())
     def _on_linked(self, e: Linked) -> Mapping[str, Any]:
         name = self.link_fields[e.kind]
         current: tuple[str, ...] = getattr(self, name)
         return {name: current if e.target in current else (*current, e.target)}
 
-    @applies(Unlinked)
+    @applies(Unlinked, sets=lambda cls: cls.link_fields.values())
     def _on_unlinked(self, e: Unlinked) -> Mapping[str, Any]:
         name = self.link_fields[e.kind]
         current: tuple[str, ...] = getattr(self, name)
@@ -376,7 +378,7 @@ class Cancelable(Record):
         """Withdraw the record (logged in error, a duplicate, no longer wanted)."""
         return self._do("cancel", self._events[Canceled], at, by, reason=_text(reason, "reason"))
 
-    @applies(Canceled)
+    @applies(Canceled, sets=())
     def _on_canceled(self, _e: Canceled) -> Mapping[str, Any]:
         return _NOTHING
 
@@ -392,7 +394,7 @@ class Reopenable(Record):
         """The work did not hold: back to work, counting the reopen."""
         return self._do("reopen", self._events[Reopened], at, by, reason=_text(reason, "reason"))
 
-    @applies(Reopened)
+    @applies(Reopened, sets=("reopen_count",))
     def _on_reopened(self, _e: Reopened) -> Mapping[str, Any]:
         return {"reopen_count": self.reopen_count + 1}
 
@@ -436,7 +438,7 @@ class Editable(Record):
             return self
         return self._do("update", self._events[FieldsUpdated], at, by, changes=tuple(changes))
 
-    @applies(FieldsUpdated)
+    @applies(FieldsUpdated, sets=lambda cls: cls.editable)
     def _on_updated(self, e: FieldsUpdated) -> Mapping[str, Any]:
         return {change.name: change.new for change in e.changes}
 

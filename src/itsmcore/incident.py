@@ -668,23 +668,26 @@ class Incident(Assignable, Prioritized, Commentable, Linkable, Cancelable, Reope
 
     # ----------------------------------------------------------------------- appliers
 
-    @applies(IncidentStarted)
+    @applies(IncidentStarted, sets=())
     def _on_started(self, _e: IncidentStarted) -> Mapping[str, Any]:
         return {}
 
-    @applies(IncidentOpened)
+    @applies(IncidentOpened, sets=("channel", "first_assignee"))
     def _on_opened(self, e: IncidentOpened) -> Mapping[str, Any]:
         return {"channel": _CHANNELS.get(e.channel, e.channel), "first_assignee": e.assignee}
 
-    @applies(IncidentHeld)
+    @applies(IncidentHeld, sets=("hold_reason",))
     def _on_held(self, e: IncidentHeld) -> Mapping[str, Any]:
         return {"hold_reason": _HOLD_REASONS.get(e.reason, e.reason)}
 
-    @applies(IncidentResumed, IncidentCanceled)
+    @applies(IncidentResumed, IncidentCanceled, sets=("hold_reason",))
     def _off_hold(self, _e: Event) -> Mapping[str, Any]:
         return {"hold_reason": None}
 
-    @applies(IncidentResolved)
+    @applies(
+        IncidentResolved,
+        sets=("hold_reason", "resolved_at", "resolved_by", "resolution_code", "resolution_notes"),
+    )
     def _on_resolved(self, e: IncidentResolved) -> Mapping[str, Any]:
         return {
             "hold_reason": None,
@@ -694,7 +697,13 @@ class Incident(Assignable, Prioritized, Commentable, Linkable, Cancelable, Reope
             "resolution_notes": e.notes,
         }
 
-    @applies(IncidentReopened)
+    @applies(
+        IncidentReopened,
+        sets=(
+            "reopen_count", "closed_at", "resolved_at", "resolved_by", "resolution_code",
+            "resolution_notes",
+        ),
+    )  # fmt: skip
     def _on_incident_reopened(self, e: IncidentReopened) -> Mapping[str, Any]:
         return {
             **self._on_reopened(e),
@@ -705,21 +714,24 @@ class Incident(Assignable, Prioritized, Commentable, Linkable, Cancelable, Reope
             "resolution_notes": None,
         }
 
-    @applies(IncidentClosed)
+    @applies(IncidentClosed, sets=("closed_at",))
     def _on_closed(self, e: IncidentClosed) -> Mapping[str, Any]:
         return {"closed_at": e.at}
 
-    @applies(IncidentEscalated)
+    @applies(
+        IncidentEscalated,
+        sets=("hierarchical_escalations", "assignment_group", "assignee", "tier"),
+    )
     def _on_escalated(self, e: IncidentEscalated) -> Mapping[str, Any]:
         if e.kind is EscalationKind.HIERARCHICAL:
             return {"hierarchical_escalations": self.hierarchical_escalations + 1}
         return {"assignment_group": e.group, "assignee": e.assignee, "tier": self.tier + 1}
 
-    @applies(MajorIncidentChanged)
+    @applies(MajorIncidentChanged, sets=("major",))
     def _on_major(self, e: MajorIncidentChanged) -> Mapping[str, Any]:
         return {"major": e.major}
 
-    @applies(IncidentLinked)
+    @applies(IncidentLinked, sets=lambda cls: ("parent", "children", *cls.link_fields.values()))
     def _on_incident_linked(self, e: IncidentLinked) -> Mapping[str, Any]:
         if e.kind == "parent":
             return {"parent": e.target}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 from fractions import Fraction
 from itertools import takewhile
@@ -30,6 +30,7 @@ from itsmcore._time import EPOCH, MICROSECOND, from_us, require_aware, to_us
 from itsmcore.calendar import MAX_SPAN, BusinessCalendar, Ruler
 from itsmcore.errors import DefinitionError, ValidationError
 from itsmcore.priority import Priority
+from itsmcore.record import _unchanged
 from itsmcore.workflow import CANCELED, MET, PAUSED
 
 if TYPE_CHECKING:
@@ -213,14 +214,16 @@ class SLADefinition:
     answers are remembered per workflow). Leave it ``None`` for conditions that read
     anything else (history, time, other records).
     """
-    _memo: dict[tuple[type, int], tuple[Any, dict[Any, _Flags]]] = attrs.field(
+    _memo: dict[tuple[type, int], tuple[Any, _Runs, Callable[[Any], Any] | None]] = attrs.field(
         factory=dict, init=False, eq=False, repr=False, hash=False
     )
     """Per record type and workflow (by id, kept alive here): condition answers per
-    combination of the values ``reads`` names."""
-    _getters: dict[type, Callable[[Any], Any] | None] = attrs.field(
+    combination of the values ``reads`` names and the runs of the clock machine (see
+    ``_Node``), and the getter of those values."""
+    _walks: dict[type, _Projections | None] = attrs.field(
         factory=dict, init=False, eq=False, repr=False, hash=False
     )
+    """Per record type, how this definition's clocks walk its histories (see _run)."""
     _target_us: dict[Hashable, int | None] = attrs.field(
         init=False, eq=False, repr=False, hash=False
     )
@@ -230,6 +233,22 @@ class SLADefinition:
     _reads_history: bool = attrs.field(init=False, eq=False, repr=False, hash=False)
     _final: frozenset[SLAStage] = attrs.field(init=False, eq=False, repr=False, hash=False)
     """The stages after which no later event can change this clock (see ``_Machine``)."""
+    _instant: tuple[Any, int, datetime, tzinfo] = attrs.field(
+        default=(None, 0, EPOCH, UTC), init=False, eq=False, repr=False, hash=False
+    )
+    """The last ``at`` asked, its microseconds and itself as a result shows it: a batch of
+    evaluations at one instant converts it once."""
+
+    def _at(self, at: datetime) -> tuple[int, datetime, tzinfo]:
+        """``at`` in microseconds since the epoch, as results show it, and its zone."""
+        last = self._instant
+        if last[0] is at:
+            return last[1], last[2], last[3]
+        now = to_us(require_aware(at, "at"), "at")
+        tz = at.tzinfo or UTC
+        shown = from_us(now, tz)
+        object.__setattr__(self, "_instant", (at, now, shown, tz))
+        return now, shown, tz
 
     def flags(self, record: Any) -> _Flags:
         """Every condition's answer, and the class, for one snapshot of a record."""
@@ -488,9 +507,9 @@ class SLADefinition:
 
         Datetimes in the result are shown in ``at``'s time zone.
         """
-        now = to_us(require_aware(at, "at"), "at")
-        (cycles,) = _run(record, (self,), now)
-        return self._status(cycles, now, at.tzinfo or UTC)
+        now, shown, tz = self._at(at)
+        (cycles,) = _run(record, (self,), now, self._walks)
+        return SLAStatus.of(self.name, shown, tuple([self._figures(c, now, tz) for c in cycles]))
 
     def explain(self, record: Walkable, *, at: datetime) -> tuple[Moment, ...]:
         """The clock's story up to ``at``: each start, pause, resume, stop, warning and breach.
@@ -520,7 +539,7 @@ class SLADefinition:
         end = require_aware(at, "at")
         tz = end.tzinfo or UTC
         now = to_us(end, "at")
-        (cycles,) = _run(record, (self,), now)
+        (cycles,) = _run(record, (self,), now, self._walks)
         moments = self._turns(cycles, tz)
         for cycle in self._status(cycles, now, tz).cycles:
             target = cycle.target
@@ -574,8 +593,8 @@ class SLADefinition:
         does), has no target, or is breached with every warning crossed. This is what a
         scheduler needs to wake up exactly when something happens, without polling.
         """
-        now = to_us(require_aware(at, "at"), "at")
-        (cycles,) = _run(record, (self,), now)
+        now, _, tz = self._at(at)
+        (cycles,) = _run(record, (self,), now, self._walks)
         if not cycles or cycles[-1].state is not SLAStage.IN_PROGRESS:
             return None
         cycle = cycles[-1]
@@ -587,7 +606,7 @@ class SLADefinition:
         pending = [m - done for m in marks if m > done]
         if not pending:  # breached, every warning crossed: nothing more happens by time
             return None
-        return from_us(self.calendar.add_us(now, min(pending)), at.tzinfo or UTC)
+        return from_us(self.calendar.add_us(now, min(pending)), tz)
 
     def _target(self, cycle: _Cycle) -> int | None:
         return self._target_us.get(cycle.key) if cycle.target is _UNSET else cycle.target
@@ -598,7 +617,8 @@ class SLADefinition:
         )
 
     def _figures(self, cycle: _Cycle, now: int, tz: Any) -> CycleStatus:
-        end = now if cycle.ended is None else cycle.ended
+        ended = cycle.ended
+        end = now if ended is None else ended
         marks = cycle.marks
         # One business position per mark, shared by the spans on either side of it.
         ruler = self.calendar.ruler(cycle.started, end)
@@ -613,44 +633,53 @@ class SLADefinition:
             elif state is _PAUSED:
                 paused += positions[k + 1] - positions[k]
                 wall_paused += times[k + 1] - a
-        target = self._target(cycle)
-        breached_at = due = None
+        target = self._target_us.get(cycle.key) if cycle.target is _UNSET else cycle.target
+        if target is None:
+            return _new_cycle(
+                CycleStatus,
+                (
+                    cycle.state, cycle.key, None, from_us(cycle.started, tz),
+                    None if ended is None else from_us(ended, tz),
+                    MICROSECOND * wall_run, MICROSECOND * done, MICROSECOND * wall_paused,
+                    MICROSECOND * paused, None, None, False, None, None, (),
+                ),
+            )  # fmt: skip
+        breached_at = None
         crossed: tuple[tuple[Fraction, datetime], ...] = ()
-        if target is not None:
-            thresholds = self._marks[target]
+        if done:
             reached: list[tuple[int, Fraction | None]] = [
-                (m, f) for m, f in thresholds if 0 < m <= done
+                (m, f) for m, f in self._marks[target] if 0 < m <= done
             ]
             if done >= target:
                 reached.append((target, None))
-            instants = _reached(ruler, marks, positions, [m for m, _ in reached])
-            crossed = tuple(
-                [(f, from_us(t, tz)) for (_, f), t in zip(reached, instants, strict=True) if f]
-            )
-            if done < target:
-                due = ruler.instant(positions[-1] + target - done, not_before=end)
-            else:
-                # Reached: due when the running time first held the target (at once for a
-                # zero target); breached only once it holds more.
-                due = instants[-1] if target else times[0]
-                breached_at = due if done > target else None
-        return CycleStatus(
-            cycle.state,
-            cycle.key,
-            None if target is None else MICROSECOND * target,
-            from_us(cycle.started, tz),
-            None if cycle.ended is None else from_us(cycle.ended, tz),
-            MICROSECOND * wall_run,
-            MICROSECOND * done,
-            MICROSECOND * wall_paused,
-            MICROSECOND * paused,
-            None if target is None else MICROSECOND * (target - done),
-            None if due is None else from_us(due, tz),
-            breached_at is not None,
-            None if breached_at is None else from_us(breached_at, tz),
-            None if not target else 100 * done / target,
-            crossed,
-        )
+            if reached:
+                instants = _reached(ruler, marks, positions, [m for m, _ in reached])
+                crossed = tuple(
+                    [
+                        (f, from_us(t, tz))
+                        for (_, f), t in zip(reached, instants, strict=True)
+                        if f is not None
+                    ]
+                )
+        if done < target:
+            due = from_us(ruler.instant(positions[-1] + target - done, not_before=end), tz)
+        else:
+            # Reached: due when the running time first held the target (at once for a
+            # zero target); breached only once it holds more.
+            due = from_us(instants[-1] if target else times[0], tz)
+            if done > target:
+                breached_at = due
+        return _new_cycle(
+            CycleStatus,
+            (
+                cycle.state, cycle.key, MICROSECOND * target, from_us(cycle.started, tz),
+                None if ended is None else from_us(ended, tz),
+                MICROSECOND * wall_run, MICROSECOND * done, MICROSECOND * wall_paused,
+                MICROSECOND * paused, MICROSECOND * (target - done), due,
+                breached_at is not None, breached_at, 100 * done / target if target else None,
+                crossed,
+            ),
+        )  # fmt: skip
 
 
 def _final_stages(d: SLADefinition) -> frozenset[SLAStage]:
@@ -728,25 +757,43 @@ _KEEP: Final = Reclassification.KEEP
 
 
 class _Cycle:
-    """One attachment of a clock: its state changes as ``(instant, state)`` marks."""
+    """One attachment of a clock: its state changes as ``(instant, state)`` marks.
+
+    Instants are integer microseconds since the epoch, or, in the runs a machine remembers
+    (see :class:`_Node`), the positions of the signature changes that made them.
+    """
 
     __slots__ = ("ended", "key", "marks", "started", "state", "target")
 
-    def __init__(self, when: datetime, key: Hashable, *, paused: bool) -> None:
-        started = (when - EPOCH) // MICROSECOND
-        self.started = started
+    def __init__(self, when: int, key: Hashable, *, paused: bool) -> None:
+        self.started = when
         self.key = key
         self.target: Any = _UNSET  # set when the class's target is frozen (KEEP)
         self.state = _PAUSED if paused else _RUNNING
-        self.marks: list[tuple[int, SLAStage]] = [(started, self.state)]
+        self.marks: list[tuple[int, SLAStage]] = [(when, self.state)]
         self.ended: int | None = None
 
-    def move(self, when: datetime, state: SLAStage) -> None:
+    def move(self, when: int, state: SLAStage) -> None:
         if state is not self.state:
-            at = (when - EPOCH) // MICROSECOND
             self.state = state
-            self.marks.append((at, state))
-            self.ended = at if state not in _ATTACHED else None
+            self.marks.append((when, state))
+            self.ended = when if state not in _ATTACHED else None
+
+    def copy(self) -> _Cycle:
+        """A copy to move on, this one left as it is."""
+        out = object.__new__(_Cycle)
+        out.started, out.key, out.target = self.started, self.key, self.target
+        out.state, out.ended, out.marks = self.state, self.ended, self.marks.copy()
+        return out
+
+    def placed(self, events: list[Event]) -> _Cycle:
+        """This remembered cycle with its change positions replaced by ``events``' instants."""
+        out = object.__new__(_Cycle)
+        marks = out.marks = [((events[i].at - EPOCH) // MICROSECOND, s) for i, s in self.marks]
+        out.started = marks[0][0]
+        out.ended = None if self.ended is None else marks[-1][0]
+        out.key, out.target, out.state = self.key, self.target, self.state
+        return out
 
     def spans(self, state: SLAStage, end: int) -> list[tuple[int, int]]:
         """The intervals spent in ``state``, the last one cut at ``end``."""
@@ -760,16 +807,96 @@ class _Cycle:
         return out
 
 
-def _run(record: Walkable, definitions: Sequence[SLADefinition], now: int) -> list[list[_Cycle]]:
-    """Replay ``record``'s history up to ``now`` once, driving one machine per definition."""
+def _run(
+    record: Walkable,
+    definitions: Sequence[SLADefinition],
+    now: int,
+    walks: dict[type, _Projections | None],
+) -> list[list[_Cycle]]:
+    """Walk ``record``'s history up to ``now`` once, driving one machine per definition.
+
+    The walk follows only the fields the definitions declare they read when it can (see
+    :class:`_Projections`); otherwise, and whenever that turns out not to be possible for
+    this history, it replays the whole record. ``walks`` keeps, per record type, how these
+    definitions walk it (the caller's cache).
+    """
     if not record.history:
         raise ValidationError("the record has no history to evaluate")
-    machines = [_Machine(d, record) for d in definitions]
+    if len(definitions) > 1:
+        return _run_each(record, definitions, now)
+    record_type = type(record)
+    try:
+        projections = walks[record_type]
+    except KeyError:
+        projections = walks[record_type] = _projections(record_type, definitions)
+    if projections is not None and projections.cls is not None:
+        try:
+            return _drive(record, definitions, now, *projections.steps(record))
+        except _Untracked as exc:  # a field to follow too, from the next history on
+            projections.follow(exc.name)
+        except _Untabulated:
+            pass
     history = any(d._reads_history for d in definitions)  # noqa: SLF001 - same module
-    scratch, events = record._steps(history=history)  # noqa: SLF001 - the engine's fold
-    until = from_us(now)
-    if record.history[-1].at > until:  # evaluated in the past: the later events do not count
+    return _drive(record, definitions, now, *record._steps(history=history))  # noqa: SLF001
+
+
+def _run_each(
+    record: Walkable, definitions: Sequence[SLADefinition], now: int
+) -> list[list[_Cycle]]:
+    """Several clocks of one record: those that follow a projection walk it each alone.
+
+    The others share one replay. Walking a projection costs little per event and lets each
+    clock stop when it is final on its own, where stepping several machines in one walk
+    costs a call per event and machine; a replay costs much more, so it is shared.
+    """
+    out: list[list[_Cycle] | None] = []
+    shared: list[SLADefinition] = []
+    record_type = type(record)
+    for d in definitions:
+        walks = d._walks  # noqa: SLF001 - same module
+        try:
+            projections = walks[record_type]
+        except KeyError:
+            projections = walks[record_type] = _projections(record_type, (d,))
+        if projections is not None and projections.cls is not None:
+            out.extend(_run(record, (d,), now, walks))
+        else:
+            out.append(None)
+            shared.append(d)
+    replayed: Iterator[list[_Cycle]] = iter(())
+    if shared:
+        history = any(d._reads_history for d in shared)  # noqa: SLF001 - same module
+        replayed = iter(_drive(record, shared, now, *record._steps(history=history)))  # noqa: SLF001
+    return [next(replayed) if cycles is None else cycles for cycles in out]
+
+
+def _drive(
+    record: Walkable,
+    definitions: Sequence[SLADefinition],
+    now: int,
+    scratch: Any,
+    events: Iterator[Event],
+) -> list[list[_Cycle]]:
+    """Run one machine per definition over ``events``, reading ``scratch`` after each."""
+    record_type = type(record)
+    workflow = getattr(record, "workflow", None)
+    if (record.history[-1].at - EPOCH) // MICROSECOND > now:
+        # Evaluated in the past: the later events do not count.
+        until = from_us(now)
         events = takewhile(lambda event: event.at <= until, events)
+    if len(definitions) == 1:  # the usual case: follow the trie without a machine
+        d = definitions[0]
+        runs, getter = _held(d, record_type, workflow)
+        if getter is not None:
+            seen: list[Event] = []
+            node, _ = _trace(
+                d, runs, getter, scratch, events, node=runs.root, seen=seen, last=_UNSET
+            )
+            return [[c.placed(seen) for c in node.cycles]]
+    machines = [_Machine(d, record_type, workflow) for d in definitions]
+    if len(machines) == 1:
+        machines[0].run(scratch, events)
+        return [machines[0].result()]
     active = machines
     while len(active) > 1:  # in step, until all but one are final (or the events run out)
         event = next(events, None)
@@ -781,7 +908,133 @@ def _run(record: Walkable, definitions: Sequence[SLADefinition], now: int) -> li
             active = [m for m in active if not m.final]
     if len(active) == 1:  # the last clock still running takes the rest of the same walk
         active[0].run(scratch, events)
-    return [m.cycles for m in machines]
+    return [m.result() for m in machines]
+
+
+# --------------------------------------------------------------------------- projections
+
+
+class _Untracked(Exception):  # noqa: N818 - a signal inside this module, never raised out
+    """A projection was asked for a field of the record that it does not follow."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+class _Untabulated(Exception):  # noqa: N818 - a signal inside this module, never raised out
+    """An event whose applier does not declare the fields it sets: replay the record."""
+
+
+def _refuse(_record: Any, _event: Event) -> Mapping[str, Any]:
+    raise _Untabulated
+
+
+_PROJECTIONS: dict[tuple[type, frozenset[str]], _Projections] = {}
+
+
+class _Projections:
+    """How to walk a history following only some fields of its record, for one record type.
+
+    A projection is a scratch record of a private subclass of the record's class holding
+    only the *followed* fields (besides its id, state, workflow and opening), walked by the
+    engine's own fold (``Record._advance``) with the class's own appliers, except that an
+    applier none of whose declared fields (``@applies(sets=...)``) is followed is not run:
+    its event changes only the state. So the clocks read, after each event, exactly the
+    values the replayed record would hold, without building the rest of it.
+
+    The followed fields are the definitions' declared reads, closed over the appliers that
+    run: every field such an applier declares is followed too (a field in the projection is
+    always current), and a field an applier or a condition reads that is not followed raises
+    ``_Untracked``, after which it is followed as well (that one history is replayed). An
+    event whose applier declares nothing raises ``_Untabulated`` and its history is replayed.
+    """
+
+    __slots__ = ("cls", "fields", "followed", "record_type", "walk")
+
+    def __init__(self, record_type: Any, followed: frozenset[str]) -> None:
+        self.record_type = record_type
+        self.fields = frozenset(f.name for f in attrs.fields(record_type))
+        self.cls: Any = None
+        """The projection class; ``None`` once a history showed it cannot be followed."""
+        self.walk: tuple[Any, Any, Any] = (None, None, None)
+        """The class, opening filler and opening applier, replaced together (threads)."""
+        self._follow(followed & self.fields)
+
+    def _follow(self, followed: frozenset[str]) -> None:
+        record_type = self.record_type
+        writes: dict[Any, frozenset[str] | None] = record_type._writes  # noqa: SLF001
+        closed = set(followed)
+        grown = True
+        while grown:  # close over the appliers that will run
+            grown = False
+            for declared in writes.values():
+                if declared and not closed.isdisjoint(declared) and not declared <= closed:
+                    closed |= declared
+                    grown = True
+        self.followed = frozenset(closed)
+        fill = record_type._opening_of(self.followed)  # noqa: SLF001
+        opening = record_type._opening_applier  # noqa: SLF001
+        if opening is not None:
+            opening = self._applier(writes.get(opening), opening)
+        appliers = {
+            event: self._applier(writes.get(applier), applier)
+            for event, applier in record_type._appliers.items()  # noqa: SLF001
+        }
+        fields = self.fields
+
+        def __getattr__(_self: Any, name: str) -> Any:  # noqa: N807 - the hook itself
+            if name in fields:
+                raise _Untracked(name)
+            raise AttributeError(name)
+
+        self.cls = cls = type(
+            f"{record_type.__name__}Projection",
+            (record_type,),
+            {"__getattr__": __getattr__, "_appliers": appliers, "__module__": __name__},
+        )
+        self.walk = (cls, fill, opening)
+
+    def _applier(self, declared: frozenset[str] | None, applier: Any) -> Any:
+        if declared is None:
+            return _refuse
+        return applier if not self.followed.isdisjoint(declared) else _unchanged
+
+    def steps(self, record: Any) -> tuple[Any, Iterator[Event]]:
+        """A projection of ``record`` and its events, applied to it as they are yielded."""
+        cls, fill, opening = self.walk
+        history = record.history
+        first = history[0]
+        scratch: Any = object.__new__(cls)
+        fill(scratch.__dict__, first, record.workflow)
+        if opening is not None:
+            scratch.__dict__.update(opening(scratch, first))
+        return scratch, scratch._advance(history, history=False)  # noqa: SLF001
+
+    def follow(self, name: str) -> None:
+        """Follow ``name`` from now on (or replay every history, if it cannot be followed)."""
+        if name not in self.fields or name in _HISTORY_FIELDS:
+            self.cls = None
+        else:
+            self._follow(self.followed | {name})
+
+
+def _projections(record_type: Any, definitions: Sequence[SLADefinition]) -> _Projections | None:
+    """How to walk records of a type following the definitions' reads; ``None``: replay."""
+    if getattr(record_type, "_writes", None) is None:  # not a record of the engine
+        return None
+    reads: set[str] = set()
+    for d in definitions:
+        if d.reads is None or d._reads_history:  # noqa: SLF001 - same module
+            return None
+        reads.update(d.reads)
+    key = (record_type, frozenset(reads))
+    found = _PROJECTIONS.get(key)
+    if found is None:
+        if len(_PROJECTIONS) >= _MEMO_LIMIT:
+            _PROJECTIONS.clear()
+        found = _PROJECTIONS[key] = _Projections(record_type, key[1])
+    return found
 
 
 class _Flags(NamedTuple):
@@ -828,40 +1081,139 @@ def _getter(definition: SLADefinition, record_type: type) -> Callable[[Any], Any
     return attrgetter(*reads) if reads else None
 
 
+class _Node:
+    """A clock machine's state after a sequence of signature changes: a node of a trie.
+
+    Histories whose declared fields change through the same sequence of values drive the
+    machine through the same states; only the instants differ. So the machine runs once
+    per sequence, on the positions of the changes (0, 1, 2 …) instead of instants, and
+    remembers each state it reaches here, keyed by the signature that led to it. A walk
+    then follows the trie and places the remembered cycles at its own instants
+    (:meth:`_Cycle.placed`). The machine takes no decision on time, so that is exact.
+    """
+
+    __slots__ = ("children", "cycles", "final", "prev")
+
+    def __init__(self, cycles: list[_Cycle], prev: _Flags | None, *, final: bool) -> None:
+        self.children: dict[Any, _Node] = {}
+        self.cycles = cycles
+        self.prev = prev
+        self.final = final
+
+
+class _Runs:
+    """The trie of one definition's runs for one record type and workflow."""
+
+    __slots__ = ("memo", "root", "size")
+
+    def __init__(self) -> None:
+        self.root = _Node([], None, final=False)
+        self.size = 0
+        self.memo: dict[Any, _Flags] = {}
+
+
+_RUNS_LIMIT: Final = 65_536
+"""The most states a trie of runs keeps before it starts afresh (memory stays bounded)."""
+
+
+def _held(d: SLADefinition, record_type: type, workflow: Any) -> tuple[_Runs, Any]:
+    """The definition's runs and signature getter for a record type and workflow.
+
+    A record runs on one workflow for its whole history, so the conditions' answers are
+    remembered per record type and workflow: conditions may read the workflow (the presets
+    read its tags) without it being part of each snapshot's signature, whose hashing would
+    then call Workflow's Python-level __hash__. The snapshots may be the record's own
+    (replayed) or its projection (see _Projections): the conditions read the same declared
+    fields of either, so they share the answers.
+    """
+    key = (record_type, id(workflow))
+    memos = d._memo  # noqa: SLF001 - the definition's own caches
+    held = memos.get(key)
+    if held is None or held[0] is not workflow:  # the id of a workflow since collected
+        held = memos[key] = (workflow, _Runs(), _getter(d, record_type))
+    return held[1], held[2]
+
+
+def _trace(
+    d: SLADefinition,
+    runs: _Runs,
+    getter: Callable[[Any], Any],
+    record: Any,
+    events: Iterable[Event],
+    *,
+    node: _Node,
+    seen: list[Event],
+    last: Any,
+) -> tuple[_Node, Any]:
+    """Follow the trie of remembered runs from ``node`` over ``events``, until final.
+
+    The hot path of every evaluation. ``seen`` gets the events at which the signature
+    changed; returns the node reached and the last signature read.
+    """
+    memo = runs.memo
+    for event in events:
+        signature = getter(record)
+        if signature == last:
+            continue
+        last = signature
+        child = node.children.get(signature)
+        if child is None:
+            flags = memo.get(signature)
+            if flags is None:
+                if len(memo) >= _MEMO_LIMIT:
+                    memo.clear()
+                flags = memo[signature] = d.flags(record)
+            child = _grow(d, runs, node, signature, flags, position=len(seen))
+        seen.append(event)
+        node = child
+        if child.final:
+            break
+    return node, last
+
+
+def _grow(
+    d: SLADefinition, runs: _Runs, node: _Node, signature: Any, flags: _Flags, *, position: int
+) -> _Node:
+    """The state after ``node`` when the signature changes to one not met there yet.
+
+    That is the clock machine run one step from ``node``'s state, at the change's position.
+    """
+    if runs.size >= _RUNS_LIMIT:  # start afresh; this walk goes on from its own node
+        runs.root = _Node([], None, final=False)
+        runs.size = 0
+    if flags is node.prev or flags == node.prev:  # nothing changes but the signature
+        child = _Node(node.cycles, node.prev, final=node.final)
+    else:
+        machine = _Machine.resumed(d, node)
+        machine.apply(position, flags)
+        child = _Node(machine.cycles, machine.prev, final=machine.final)
+    node.children[signature] = child
+    runs.size += 1
+    return child
+
+
 class _Machine:
     """Folds the snapshots of a history into clock cycles.
 
     Per snapshot, in this order: cancel or reset, stop, pause/resume and reclassification,
     start (a clock attaches when its start condition becomes true). When the definition
     declares the fields its conditions read, snapshots that change none of them are
-    skipped (nothing can change) and condition results are memoized per combination.
+    skipped (nothing can change), condition results are memoized per combination, and the
+    machine's runs are remembered per sequence of combinations (see :class:`_Node`).
     """
 
-    __slots__ = ("cycles", "d", "final", "getter", "last", "memo", "prev")
+    __slots__ = ("cycles", "d", "final", "getter", "last", "node", "prev", "runs", "seen")
 
-    def __init__(self, definition: SLADefinition, record: Any) -> None:
+    def __init__(self, definition: SLADefinition, record_type: type, workflow: Any) -> None:
         self.d = definition
         self.cycles: list[_Cycle] = []
         self.prev: _Flags | None = None
         self.final = False
         """Whether no later event can change the clock: the walk may stop."""
-        # The definition's own caches. A record runs on one workflow for its whole history,
-        # so the answers are remembered per record type and workflow: conditions may read
-        # the workflow (the presets read its tags) without it being part of each snapshot's
-        # signature, whose hashing would then call Workflow's Python-level __hash__.
-        record_type = type(record)
-        getters = definition._getters  # noqa: SLF001
-        try:
-            self.getter = getters[record_type]
-        except KeyError:
-            self.getter = getters[record_type] = _getter(definition, record_type)
-        workflow = getattr(record, "workflow", None)
-        key = (record_type, id(workflow))
-        memos = definition._memo  # noqa: SLF001
-        held = memos.get(key)
-        if held is None or held[0] is not workflow:  # the id of a workflow since collected
-            held = memos[key] = (workflow, {})
-        self.memo = held[1]
+        self.runs, self.getter = _held(definition, record_type, workflow)
+        self.node = self.runs.root
+        self.seen: list[Event] = []
+        """The events at which the signature changed, in order: where the node's cycles are."""
         self.last: Any = _UNSET
 
     def run(self, record: Any, events: Iterable[Event]) -> None:
@@ -871,55 +1223,44 @@ class _Machine:
             for event in events:
                 flags = self.d.flags(record)
                 if flags != self.prev:
-                    self.apply(event.at, flags)
+                    self.apply((event.at - EPOCH) // MICROSECOND, flags)
                     if self.final:
                         return
             return
-        self._run_read(getter, record, events)
-
-    def _run_read(self, getter: Callable[[Any], Any], record: Any, events: Iterable[Event]) -> None:
-        # step and apply's usual case, inlined: this loop is the hot path of every evaluation.
-        memo = self.memo
-        last = self.last
-        cycles = self.cycles
-        cycle = cycles[-1] if cycles else None
-        for event in events:
-            signature = getter(record)
-            if signature == last:
-                continue
-            last = signature
-            flags = memo.get(signature)
-            if flags is None:
-                flags = self.remember(signature, record)
-            prev = self.prev
-            if flags is prev or flags == prev:
-                continue
-            if cycle is not None and flags.plain and cycle.ended is None and flags.key == cycle.key:
-                # A running or paused cycle of the same class, nothing ending or resetting it.
-                self.prev = flags
-                state = _PAUSED if flags.pause else _RUNNING
-                if state is not cycle.state:
-                    cycle.move(event.at, state)
-                continue
-            self.apply(event.at, flags)
-            if self.final:
-                break
-            cycle = cycles[-1] if cycles else None
-        self.last = last
+        self.node, self.last = _trace(
+            self.d,
+            self.runs,
+            getter,
+            record,
+            events,
+            node=self.node,
+            seen=self.seen,
+            last=self.last,
+        )
+        self.final = self.node.final
 
     def step(self, event: Event, record: Any) -> None:
         """Take one snapshot of the record (as it is after ``event``) into the clock."""
         self.run(record, (event,))
 
-    def remember(self, signature: Any, record: Any) -> _Flags:
-        """The conditions' answers for a combination of read values not seen before."""
-        memo = self.memo
-        if len(memo) >= _MEMO_LIMIT:
-            memo.clear()
-        flags = memo[signature] = self.d.flags(record)
-        return flags
+    @classmethod
+    def resumed(cls, definition: SLADefinition, node: _Node) -> _Machine:
+        """A machine in the state ``node`` remembers, to move on from (see ``_grow``)."""
+        machine = object.__new__(cls)
+        machine.d = definition
+        machine.cycles = [c.copy() for c in node.cycles]
+        machine.prev = node.prev
+        machine.final = node.final
+        return machine
 
-    def apply(self, t: datetime, f: _Flags) -> None:
+    def result(self) -> list[_Cycle]:
+        """The cycles of the walk, at the instants of its events."""
+        if self.getter is None:
+            return self.cycles
+        seen = self.seen
+        return [c.placed(seen) for c in self.node.cycles]
+
+    def apply(self, t: int, f: _Flags) -> None:
         prev = self.prev
         self.prev = f
         reset_edge = f.reset and (prev is None or not prev.reset)
@@ -944,7 +1285,7 @@ class _Machine:
         cycles = self.cycles
         self.final = bool(cycles) and cycles[-1].state in self.d._final  # noqa: SLF001
 
-    def completed(self, cycle: _Cycle, t: datetime, f: _Flags, *, reset: bool) -> None:
+    def completed(self, cycle: _Cycle, t: int, f: _Flags, *, reset: bool) -> None:
         """A met clock: a reset starts afresh; a reopen follows the definition's policy."""
         if reset:
             self.attach(t, f)
@@ -954,7 +1295,7 @@ class _Machine:
             elif self.d.reopen is Reopen.NEW_CYCLE:
                 self.attach(t, f)
 
-    def attach(self, t: datetime, f: _Flags) -> None:
+    def attach(self, t: int, f: _Flags) -> None:
         d = self.d
         if f.key not in d.targets:
             raise ValidationError(
@@ -970,7 +1311,7 @@ class _Machine:
         elif f.stop:  # met at the instant it started (e.g. logged already resolved)
             cycle.move(t, SLAStage.COMPLETED)
 
-    def reclassify(self, cycle: _Cycle, t: datetime, f: _Flags) -> None:
+    def reclassify(self, cycle: _Cycle, t: int, f: _Flags) -> None:
         d = self.d
         if f.key != cycle.key and d.reclassification is not _KEEP:
             if f.key not in d.targets:
@@ -1081,6 +1422,8 @@ _STORY: Final = {
 }
 
 
+_new_cycle: Final[Callable[[type[CycleStatus], tuple[Any, ...]], CycleStatus]] = tuple.__new__
+"""Builds a ``CycleStatus`` from a tuple of its figures, without its keyword ``__new__``."""
 _ZERO: Final = timedelta(0)
 _NOT_STARTED: Final = CycleStatus(
     stage=SLAStage.NOT_STARTED,
@@ -1261,10 +1604,11 @@ def _rows(
     tz: Any,
 ) -> list[dict[str, Any]]:
     rows = []
+    walks: dict[type, _Projections | None] = {}
     for record in records:
         record_id, asked = _identify(record, extra)
         # One replay of the history drives every definition's clock.
-        for d, cycles in zip(defs, _run(record, defs, now), strict=True):
+        for d, cycles in zip(defs, _run(record, defs, now, walks), strict=True):
             rows.append(
                 {"record": record_id, **d._status(cycles, now, tz).as_row(), **asked}  # noqa: SLF001
             )
@@ -1304,6 +1648,7 @@ def _frame(
     except ImportError as exc:  # pragma: no cover - pandas is in the test extra
         raise ImportError("frame=True needs pandas: pip install 'itsmcore[pandas]'") from exc
     ids: list[Any] = []
+    walks: dict[type, _Projections | None] = {}
     asked: dict[str, list[Any]] = {name: [] for name in extra}
     walked: list[list[list[_Cycle]]] = [[] for _ in defs]
     for record in records:
@@ -1311,7 +1656,7 @@ def _frame(
         ids.append(record_id)
         for name, value in values.items():
             asked[name].append(value)
-        for per_definition, cycles in zip(walked, _run(record, defs, now), strict=True):
+        for per_definition, cycles in zip(walked, _run(record, defs, now, walks), strict=True):
             per_definition.append(cycles)
     parts = [_columns(np, d, cycles, now) for d, cycles in zip(defs, walked, strict=True)]
     # Rows record by record, each record's definitions in order (as evaluate_many's rows).
