@@ -10,6 +10,7 @@ classes read from edited and counted fields).
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -20,11 +21,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from itsmcore import DefinitionError, Incident, testing
+from itsmcore import Change, DefinitionError, Incident, Problem, testing
 from itsmcore.capabilities import Assignable, Assigned
+from itsmcore.cmdb import CIRecord
 from itsmcore.events import Event
 from itsmcore.incident import IncidentEscalated, IncidentLinked
+from itsmcore.knowledge import KnowledgeArticle
 from itsmcore.record import Opened, applies, verb
+from itsmcore.request import ServiceRequest
 from itsmcore.sla import (
     Reclassification,
     Reopen,
@@ -334,3 +338,81 @@ def test_every_incident_applier_declares_what_it_sets() -> None:
     assert {"parent", "children", "problems", "changes", "knowledge"} == Incident._writes[
         Incident._appliers[IncidentLinked]
     ]
+
+
+# --------------------------------------------------------------------------- other practices
+
+problem_histories = partial(
+    testing.histories,
+    Problem,
+    opened=st.builds(lambda gap: T0 + gap, gaps),
+    gaps=gaps,
+    max_events=14,
+)
+
+
+@st.composite
+def problem_definitions(draw: st.DrawFn) -> SLADefinition:
+    """The neutral presets on a problem's workflow, and clocks reading what its appliers set."""
+    calendar = draw(st.sampled_from(CALENDARS))
+    policy = draw(st.sampled_from(list(Reclassification)))
+    reopen = draw(st.sampled_from(list(Reopen)))
+    kind = draw(st.sampled_from(["response", "resolution", "reanalysed", "workaround"]))
+    if kind == "response":
+        return SLADefinition.response(TARGETS, calendar, reclassification=policy)
+    d = SLADefinition.resolution(TARGETS, calendar, reopen=reopen, reclassification=policy)
+    if kind == "reanalysed":  # met early once the problem went back to analysis
+        return attrs.evolve(
+            d, stop=_met_or("reanalysis_count", 1), reads=("state", "priority", "reanalysis_count")
+        )
+    if kind == "workaround":  # classed by whether a workaround is recorded
+        return attrs.evolve(
+            d,
+            classify=lambda r: r.workaround is not None,
+            classes=frozenset({True, False}),
+            targets={True: 8 * H, False: 4 * H},
+            reads=("state", "workaround"),
+        )
+    return d
+
+
+@given(problem_histories(), st.lists(problem_definitions(), min_size=1, max_size=3), gaps)
+def test_a_problems_clocks_follow_the_fields_its_appliers_declare(
+    record: Problem, defs: list[SLADefinition], after: timedelta
+) -> None:
+    """Problems too: the projection, the replay and the oracle give the same statuses."""
+    end = record.updated_at + after
+    for at in (end, record.opened_at + (end - record.opened_at) / 2):
+        followed = _statuses(record, defs, at, replay=False)
+        assert followed == _statuses(record, defs, at, replay=True)
+        for d, status in zip(defs, followed, strict=True):
+            oracle = attrs.evolve(d, reads=None, stop=_wrapped(d.stop), start=_wrapped(d.start))
+            assert status == oracle.evaluate(record, at=at)
+            assert d.next_event_at(record, at=at) == oracle.next_event_at(record, at=at)
+
+
+@pytest.mark.parametrize(
+    "practice", [Incident, Problem, Change, ServiceRequest, KnowledgeArticle, CIRecord]
+)
+def test_every_practices_appliers_declare_what_they_set(practice: type[Any]) -> None:
+    """Every practice's events can be followed: none falls back to replaying the record."""
+    assert practice._writes
+    assert all(writes is not None for writes in practice._writes.values())
+
+
+def test_a_definition_pickles_as_declared_without_what_it_remembers() -> None:
+    """Shipped to a worker it carries no runs or answers from records it has seen, and
+    evaluates as the original does."""
+    d = SLADefinition.incident_resolution(TARGETS, CALENDARS[0])
+    record = Incident.open(id="I1", title="x", caller="c", impact=2, urgency=2, at=T0, by="a")
+    record = record.assign(group="desk", at=T0 + H, by="a").start(at=T0 + 2 * H, by="b")
+    status = d.evaluate(record, at=T0 + 5 * H)
+    assert d._memo  # it remembers what it walked
+    assert d._walks
+    copy = pickle.loads(pickle.dumps(d))
+    assert not copy._memo
+    assert not copy._walks
+    assert pickle.dumps(copy) == pickle.dumps(
+        SLADefinition.incident_resolution(TARGETS, CALENDARS[0])
+    )
+    assert copy.evaluate(record, at=T0 + 5 * H) == status

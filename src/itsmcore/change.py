@@ -965,11 +965,11 @@ class Change(Assignable, Prioritized, Commentable, Linkable, Cancelable, Editabl
 
     # ----------------------------------------------------------------------- appliers
 
-    @applies(ChangeSubmitted)
+    @applies(ChangeSubmitted, sets=("approval_round", "rejection_reason"))
     def _on_submitted(self, _e: ChangeSubmitted) -> Mapping[str, Any]:
         return {"approval_round": self.approval_round + 1, "rejection_reason": None}
 
-    @applies(ChangeVoted)
+    @applies(ChangeVoted, sets=("votes", "rejection_reason"))
     def _on_voted(self, e: ChangeVoted) -> Mapping[str, Any]:
         vote = Vote(e.level, e.by, e.decision, e.comment, e.at, self.approval_round)
         out: dict[str, Any] = {"votes": (*self.votes, vote)}
@@ -977,7 +977,7 @@ class Change(Assignable, Prioritized, Commentable, Linkable, Cancelable, Editabl
             out["rejection_reason"] = e.comment
         return out
 
-    @applies(ChangeRescheduled)
+    @applies(ChangeRescheduled, sets=("planned_start", "planned_end", "approval_round"))
     def _on_rescheduled(self, e: ChangeRescheduled) -> Mapping[str, Any]:
         restart = e.state != self.state or e.state in (_ASSESS, _AUTH)
         return {
@@ -986,15 +986,18 @@ class Change(Assignable, Prioritized, Commentable, Linkable, Cancelable, Editabl
             "approval_round": self.approval_round + restart,
         }
 
-    @applies(RiskAssessed)
+    @applies(RiskAssessed, sets=("risk", "risk_score", "risk_reason"))
     def _on_risk(self, e: RiskAssessed) -> Mapping[str, Any]:
         return {"risk": e.risk, "risk_score": e.score, "risk_reason": e.reason}
 
-    @applies(ImplementationStarted)
+    @applies(ImplementationStarted, sets=("actual_start", "started_outside_window"))
     def _on_started(self, e: ImplementationStarted) -> Mapping[str, Any]:
         return {"actual_start": e.at, "started_outside_window": e.outside_window}
 
-    @applies(ImplementationEnded)
+    @applies(
+        ImplementationEnded,
+        sets=("actual_end", "close_code", "close_notes", "ended_outside_window"),
+    )
     def _on_ended(self, e: ImplementationEnded) -> Mapping[str, Any]:
         return {
             "actual_end": e.at,
@@ -1003,7 +1006,7 @@ class Change(Assignable, Prioritized, Commentable, Linkable, Cancelable, Editabl
             "ended_outside_window": e.outside_window,
         }
 
-    @applies(ChangeReviewed)
+    @applies(ChangeReviewed, sets=("review_outcome", "lessons", "incidents"))
     def _on_reviewed(self, e: ChangeReviewed) -> Mapping[str, Any]:
         caused = tuple(dict.fromkeys((*self.incidents, *e.caused)))
         return {"review_outcome": e.outcome, "lessons": e.lessons, "incidents": caused}

@@ -180,12 +180,12 @@ class CIRecord(Record):
         return ConfigurationItem(self.id, self.name, self.ci_class, self.owner,
                                  self.criticality, self.min_up, self.attributes)  # fmt: skip
 
-    @applies(CIRevised)
+    @applies(CIRevised, sets=("name", "ci_class", "owner", "criticality", "min_up", "attributes"))
     def _on_revised(self, e: CIRevised) -> Mapping[str, Any]:
         return {k: getattr(e, k) for k in ("name", "ci_class", "owner", "criticality", "min_up",
                                            "attributes")}  # fmt: skip
 
-    @applies(CIRetired)
+    @applies(CIRetired, sets=())
     def _on_retired(self, _e: CIRetired) -> Mapping[str, Any]:
         return _NOTHING
 
@@ -280,11 +280,11 @@ class ServiceRecord(Record):
         return BusinessService(self.id, self.name, self.criticality, self.owner, self.users,
                                hours)  # fmt: skip
 
-    @applies(ServiceRevised)
+    @applies(ServiceRevised, sets=("name", "criticality", "owner", "users", "hours"))
     def _on_revised(self, e: ServiceRevised) -> Mapping[str, Any]:
         return {k: getattr(e, k) for k in ("name", "criticality", "owner", "users", "hours")}
 
-    @applies(ServiceRetired)
+    @applies(ServiceRetired, sets=())
     def _on_retired(self, _e: ServiceRetired) -> Mapping[str, Any]:
         return _NOTHING
 
@@ -342,7 +342,7 @@ class RelationshipRecord(Record):
         """The relationship as the model holds it."""
         return Relationship(self.source, self.rel_type, self.target)
 
-    @applies(RelationshipRetired)
+    @applies(RelationshipRetired, sets=())
     def _on_retired(self, _e: RelationshipRetired) -> Mapping[str, Any]:
         return _NOTHING
 

@@ -412,23 +412,23 @@ class KnowledgeArticle(Commentable, Linkable, Editable):
 
     # ----------------------------------------------------------------------- appliers
 
-    @applies(ArticleSubmitted)
+    @applies(ArticleSubmitted, sets=("reviewer", "feedback"))
     def _on_submitted(self, e: ArticleSubmitted) -> Mapping[str, Any]:
         return {"reviewer": e.reviewer, "feedback": None}
 
-    @applies(ArticleSentBack)
+    @applies(ArticleSentBack, sets=("feedback",))
     def _on_sent_back(self, e: ArticleSentBack) -> Mapping[str, Any]:
         return {"feedback": e.reason}
 
-    @applies(ArticlePublished)
+    @applies(ArticlePublished, sets=("reviewer", "published_at"))
     def _on_published(self, e: ArticlePublished) -> Mapping[str, Any]:
         return {"reviewer": e.by, "published_at": e.at}
 
-    @applies(ArticleRetired)
+    @applies(ArticleRetired, sets=("retired_at", "retire_reason", "superseded_by"))
     def _on_retired(self, e: ArticleRetired) -> Mapping[str, Any]:
         return {"retired_at": e.at, "retire_reason": e.reason, "superseded_by": e.superseded_by}
 
-    @applies(KeywordsSet)
+    @applies(KeywordsSet, sets=("keywords",))
     def _on_keywords(self, e: KeywordsSet) -> Mapping[str, Any]:
         return {"keywords": e.keywords}
 

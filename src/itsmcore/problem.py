@@ -538,13 +538,13 @@ class Problem(Assignable, Prioritized, Commentable, Linkable, Cancelable, Editab
 
     # ----------------------------------------------------------------------- appliers
 
-    @applies(ProblemMoved)
+    @applies(ProblemMoved, sets=("resolution",))
     def _on_moved(self, e: ProblemMoved) -> Mapping[str, Any]:
         if e.step == "complete":
             return {"resolution": ProblemResolution.FIX_APPLIED}
         return _NOTHING
 
-    @applies(AnalysisRecorded)
+    @applies(AnalysisRecorded, sets=("analyses", "root_cause", "root_cause_ci"))
     def _on_analysis(self, e: AnalysisRecorded) -> Mapping[str, Any]:
         out: dict[str, Any] = {"analyses": (*self.analyses, e)}
         if e.root_cause is not None:
@@ -553,22 +553,22 @@ class Problem(Assignable, Prioritized, Commentable, Linkable, Cancelable, Editab
             out["root_cause_ci"] = e.root_cause_ci
         return out
 
-    @applies(FixStarted)
+    @applies(FixStarted, sets=("root_cause", "root_cause_ci"))
     def _on_fix_started(self, e: FixStarted) -> Mapping[str, Any]:
         return {"root_cause": e.root_cause, "root_cause_ci": e.root_cause_ci}
 
-    @applies(WorkaroundRecorded)
+    @applies(WorkaroundRecorded, sets=("workaround",))
     def _on_workaround(self, e: WorkaroundRecorded) -> Mapping[str, Any]:
         return {"workaround": e.workaround}
 
-    @applies(ProblemResolved)
+    @applies(ProblemResolved, sets=("fix_description", "changes"))
     def _on_resolved(self, e: ProblemResolved) -> Mapping[str, Any]:
         changes = self.changes
         if e.change is not None and e.change not in changes:
             changes = (*changes, e.change)
         return {"fix_description": e.fix, "changes": changes}
 
-    @applies(Reanalyzed)
+    @applies(Reanalyzed, sets=("fix_description", "resolution", "reanalysis_count"))
     def _on_reanalyzed(self, _e: Reanalyzed) -> Mapping[str, Any]:
         return {
             "fix_description": None,
@@ -576,15 +576,15 @@ class Problem(Assignable, Prioritized, Commentable, Linkable, Cancelable, Editab
             "reanalysis_count": self.reanalysis_count + 1,
         }
 
-    @applies(RiskAccepted)
+    @applies(RiskAccepted, sets=("resolution", "resolution_reason"))
     def _on_risk_accepted(self, e: RiskAccepted) -> Mapping[str, Any]:
         return {"resolution": ProblemResolution.RISK_ACCEPTED, "resolution_reason": e.reason}
 
-    @applies(MarkedDuplicate)
+    @applies(MarkedDuplicate, sets=("resolution", "duplicate_of"))
     def _on_duplicate(self, e: MarkedDuplicate) -> Mapping[str, Any]:
         return {"resolution": ProblemResolution.DUPLICATE, "duplicate_of": e.of}
 
-    @applies(ProblemCanceled)
+    @applies(ProblemCanceled, sets=("resolution", "resolution_reason"))
     def _on_problem_canceled(self, e: ProblemCanceled) -> Mapping[str, Any]:
         return {"resolution": ProblemResolution.CANCELED, "resolution_reason": e.reason}
 

@@ -1022,7 +1022,7 @@ class ServiceRequest(Assignable, Commentable, Linkable, Cancelable):
 
     # ----------------------------------------------------------------------- appliers
 
-    @applies(RequestApproved)
+    @applies(RequestApproved, sets=("approved_by", "approved_at"))
     def _on_approved(self, e: RequestApproved) -> Mapping[str, Any]:
         out: dict[str, Any] = {}
         if e.approver is not None:
@@ -1031,19 +1031,19 @@ class ServiceRequest(Assignable, Commentable, Linkable, Cancelable):
             out["approved_at"] = e.at
         return out
 
-    @applies(RequestRejected)
+    @applies(RequestRejected, sets=("rejected_by", "rejection_reason"))
     def _on_rejected(self, e: RequestRejected) -> Mapping[str, Any]:
         return {"rejected_by": e.approver, "rejection_reason": e.reason}
 
-    @applies(RequestFulfilmentStarted, RequestClosed)
+    @applies(RequestFulfilmentStarted, RequestClosed, sets=())
     def _on_moved(self, _e: Event) -> Mapping[str, Any]:
         return _NOTHING
 
-    @applies(RequestTaskCompleted)
+    @applies(RequestTaskCompleted, sets=("completed_tasks",))
     def _on_task(self, e: RequestTaskCompleted) -> Mapping[str, Any]:
         return {"completed_tasks": (*self.completed_tasks, e.task)}
 
-    @applies(RequestFulfilled)
+    @applies(RequestFulfilled, sets=("fulfilled_at", "fulfilment_notes"))
     def _on_fulfilled(self, e: RequestFulfilled) -> Mapping[str, Any]:
         return {"fulfilled_at": e.at, "fulfilment_notes": e.notes}
 

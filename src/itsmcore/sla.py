@@ -178,6 +178,10 @@ def _reopen(value: object) -> Reopen:
     return _policy(Reopen, value)
 
 
+_CACHES: Final = ("_memo", "_walks")
+"""The fields of a definition that only remember work done (left out when pickled)."""
+
+
 @attrs.frozen(kw_only=True)
 class SLADefinition:
     """When an SLA clock runs and what it must achieve.
@@ -264,6 +268,23 @@ class SLADefinition:
             self.classify(record),
             not (stop or cancel or reset),
         )
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The definition without its caches, for pickling.
+
+        It travels (to Dask, Spark, a process pool) as it was declared, not with the runs and
+        answers remembered from earlier records: those made Dask's deterministic hashing of a
+        task refuse it, and would ship a cache that only grows to every worker.
+        """
+        return {
+            a.name: getattr(self, a.name) for a in attrs.fields(type(self)) if a.name not in _CACHES
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        for name in _CACHES:
+            object.__setattr__(self, name, {})
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
