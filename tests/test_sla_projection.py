@@ -48,13 +48,20 @@ T0 = datetime(2025, 3, 3, 9, tzinfo=UTC)
 H = timedelta(hours=1)
 
 gaps = st.integers(min_value=0, max_value=60 * 30).map(lambda m: timedelta(minutes=m))
-histories = partial(
-    testing.histories,
-    Incident,
-    opened=st.builds(lambda gap: T0 + gap, gaps),
-    gaps=gaps,
-    max_events=16,
-)
+
+
+def _histories(practice: type[Any], max_events: int) -> Any:
+    """Random histories of ``practice``, opened within a day of T0, up to 30 h apart."""
+    return partial(
+        testing.histories,
+        practice,
+        opened=st.builds(lambda gap: T0 + gap, gaps),
+        gaps=gaps,
+        max_events=max_events,
+    )
+
+
+histories = _histories(Incident, 16)
 
 
 def _met_or(field: str, at_least: int) -> Any:
@@ -106,11 +113,9 @@ def definitions(draw: st.DrawFn) -> SLADefinition:
     return attrs.evolve(d, stop=_met_or(field, 2), reads=("state", "priority", field))
 
 
-def _statuses(
-    record: Incident, defs: list[SLADefinition], at: datetime, *, replay: bool
-) -> list[Any]:
+def _statuses(record: Any, defs: list[SLADefinition], at: datetime, *, replay: bool) -> list[Any]:
     now = (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-    walks: dict[type, Any] = {Incident: None} if replay else {}
+    walks: dict[type, Any] = {type(record): None} if replay else {}
     runs = _run(record, defs, now, walks)
     return [d._status(cycles, now, UTC) for d, cycles in zip(defs, runs, strict=True)]
 
@@ -121,7 +126,11 @@ def test_following_the_declared_fields_agrees_with_replaying_the_record(
 ) -> None:
     """The projection and the replay give every definition the same cycles and figures,
     alone and sharing one walk, now and halfway through the history."""
-    end = record.updated_at + after
+    _agree(record, defs, record.updated_at + after)
+
+
+def _agree(record: Any, defs: list[SLADefinition], end: datetime) -> None:
+    """Projection, replay, ``evaluate`` and the oracle agree at ``end`` and halfway there."""
     for at in (end, record.opened_at + (end - record.opened_at) / 2):
         followed = _statuses(record, defs, at, replay=False)
         assert followed == _statuses(record, defs, at, replay=True)
@@ -342,13 +351,7 @@ def test_every_incident_applier_declares_what_it_sets() -> None:
 
 # --------------------------------------------------------------------------- other practices
 
-problem_histories = partial(
-    testing.histories,
-    Problem,
-    opened=st.builds(lambda gap: T0 + gap, gaps),
-    gaps=gaps,
-    max_events=14,
-)
+problem_histories = _histories(Problem, 14)
 
 
 @st.composite
@@ -381,14 +384,7 @@ def test_a_problems_clocks_follow_the_fields_its_appliers_declare(
     record: Problem, defs: list[SLADefinition], after: timedelta
 ) -> None:
     """Problems too: the projection, the replay and the oracle give the same statuses."""
-    end = record.updated_at + after
-    for at in (end, record.opened_at + (end - record.opened_at) / 2):
-        followed = _statuses(record, defs, at, replay=False)
-        assert followed == _statuses(record, defs, at, replay=True)
-        for d, status in zip(defs, followed, strict=True):
-            oracle = attrs.evolve(d, reads=None, stop=_wrapped(d.stop), start=_wrapped(d.start))
-            assert status == oracle.evaluate(record, at=at)
-            assert d.next_event_at(record, at=at) == oracle.next_event_at(record, at=at)
+    _agree(record, defs, record.updated_at + after)
 
 
 @pytest.mark.parametrize(
