@@ -845,11 +845,7 @@ def _run(
         raise ValidationError("the record has no history to evaluate")
     if len(definitions) > 1:
         return _run_each(record, definitions, now)
-    record_type = type(record)
-    try:
-        projections = walks[record_type]
-    except KeyError:
-        projections = walks[record_type] = _projections(record_type, definitions)
+    projections = _walk_of(walks, type(record), definitions)
     if projections is not None and projections.cls is not None:
         try:
             return _drive(record, definitions, now, *projections.steps(record))
@@ -857,6 +853,26 @@ def _run(
             projections.follow(exc.name)
         except _Untabulated:
             pass
+    return _replayed(record, definitions, now)
+
+
+def _walk_of(
+    walks: dict[type, _Projections | None],
+    record_type: type,
+    definitions: Sequence[SLADefinition],
+) -> _Projections | None:
+    """How ``definitions`` walk records of ``record_type``, kept in ``walks`` once found."""
+    try:
+        return walks[record_type]
+    except KeyError:
+        found = walks[record_type] = _projections(record_type, definitions)
+        return found
+
+
+def _replayed(
+    record: Walkable, definitions: Sequence[SLADefinition], now: int
+) -> list[list[_Cycle]]:
+    """The definitions' cycles from one replay of the whole record."""
     history = any(d._reads_history for d in definitions)  # noqa: SLF001 - same module
     return _drive(record, definitions, now, *record._steps(history=history))  # noqa: SLF001
 
@@ -875,19 +891,13 @@ def _run_each(
     record_type = type(record)
     for d in definitions:
         walks = d._walks  # noqa: SLF001 - same module
-        try:
-            projections = walks[record_type]
-        except KeyError:
-            projections = walks[record_type] = _projections(record_type, (d,))
+        projections = _walk_of(walks, record_type, (d,))
         if projections is not None and projections.cls is not None:
             out.extend(_run(record, (d,), now, walks))
         else:
             out.append(None)
             shared.append(d)
-    replayed: Iterator[list[_Cycle]] = iter(())
-    if shared:
-        history = any(d._reads_history for d in shared)  # noqa: SLF001 - same module
-        replayed = iter(_drive(record, shared, now, *record._steps(history=history)))  # noqa: SLF001
+    replayed = iter(_replayed(record, shared, now) if shared else ())
     return [next(replayed) if cycles is None else cycles for cycles in out]
 
 
