@@ -345,7 +345,7 @@ def exact_decoder(type_name: str, schema_version: int) -> Callable[[Any], Event]
     cls = event_types().get(type_name)
     if cls is None or schema_version != cls.schema_version:
         return None
-    decoder = _decoders.get(cls) or _decoder(cls)
+    decoder = _decoder(cls)  # written (and kept) on first use
     return decoder if cls in _checked_inline else None
 
 
@@ -367,7 +367,7 @@ def event_from_data(type_name: str, schema_version: int, data: object) -> Event:
             not fit the event (a missing field, a value of another type).
     """
     cls = event_type(type_name)
-    decoder = _decoders.get(cls) or _decoder(cls)
+    decoder = _decoder(cls)  # written (and kept) on first use
     if schema_version != cls.schema_version:
         upcast = getattr(cls, "upcast", None)
         if upcast is None:
